@@ -1,0 +1,1 @@
+"""suishen: the ASGI application and the platform every domain stands on."""

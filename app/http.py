@@ -1,0 +1,118 @@
+"""What every thin handler uses: parse a body or query into a schema, answer JSON, and
+describe itself for the OpenAPI document (`@endpoint`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.errors import BodyMalformed, Problem, UnsupportedMediaType, ValidationFailed
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """How an endpoint presents itself in /openapi.json."""
+
+    summary: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    errors: Sequence[type[Problem]] = ()
+    auth: str | None = None  # the scope required, "resident", or None for anyone
+    tags: Sequence[str] = ()
+    media_types: Sequence[str] = ()  # extra response media types (image/png, text/csv ...)
+    headers: Mapping[str, str] = field(default_factory=dict)  # request headers -> description
+
+
+def endpoint(**spec: Any) -> Callable[[Handler], Handler]:
+    """Attach an `EndpointSpec` to a handler; the OpenAPI generator reads it off the route."""
+
+    def wrap(handler: Handler) -> Handler:
+        handler.__endpoint_spec__ = EndpointSpec(**spec)  # type: ignore[attr-defined]
+        return handler
+
+    return wrap
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "field": ".".join(str(p) for p in err["loc"]) or "(body)",
+            "message": err["msg"],
+            "type": err["type"],
+        }
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+async def read_json(request: Request, model: type[M]) -> M:
+    """Parse and validate the JSON body. Bad media type, bad JSON and schema violations
+    become their problem codes; the body-size limit is enforced by the middleware."""
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"expected application/json, got {media or 'no Content-Type'}")
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        raise BodyMalformed("the request body is not valid JSON") from None
+    if data is None:
+        raise BodyMalformed("the request body is empty")
+    return validate(model, data)
+
+
+def validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(_field_errors(exc)) from None
+
+
+def read_query(request: Request, model: type[M]) -> M:
+    """Validate query parameters against a schema (repeated keys become lists)."""
+    data: dict[str, Any] = {}
+    for key in request.query_params:
+        values = request.query_params.getlist(key)
+        data[key] = values if len(values) > 1 else values[0]
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(_field_errors(exc)) from None
+
+
+class JSONModelResponse(Response):
+    """JSON straight from pydantic's serializer (fast, and RFC 3339 datetimes)."""
+
+    media_type = "application/json"
+
+    def __init__(
+        self,
+        content: BaseModel | Mapping[str, Any] | Sequence[Any],
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(content, status_code, headers)
+
+    def render(self, content: Any) -> bytes:
+        if isinstance(content, BaseModel):
+            return content.model_dump_json().encode()
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def json_response(
+    content: BaseModel | Mapping[str, Any] | Sequence[Any],
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> JSONModelResponse:
+    return JSONModelResponse(content, status, headers)

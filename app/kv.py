@@ -1,0 +1,382 @@
+"""The key-value layer: what Redis does for us, behind one small async interface.
+
+Two implementations behave identically (one test suite runs against both):
+`RedisStore` over `redis.asyncio` for any real deployment, and `EmbeddedStore`, an
+in-process substitute for one-process development (the server refuses more than one
+worker without Redis).
+
+Atomic multi-step operations are `AtomicScript`s: the Lua source Redis runs, and a
+Python twin the embedded store runs against its own data with no await in between,
+which makes it just as atomic in one event loop. Scripts return what Lua can return
+through Redis: ints, bytes, None, and lists of those.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
+
+from app.errors import DependencyUnavailable
+
+Value = bytes | str | int
+
+
+class Keyspace:
+    """Builds namespaced keys: `<prefix>:<namespace>:<parts>`.
+
+    Keys that one script touches together must live in one Redis Cluster slot, so they
+    share a hash tag: `<prefix>:{<tag>}:<namespace>:<parts>`. Redis hashes only the part
+    between the braces.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        if not prefix or any(c in prefix for c in "{}: "):
+            raise ValueError("key prefix must be non-empty and free of braces, colons, spaces")
+        self.prefix = prefix
+
+    def key(self, namespace: str, *parts: str | int, tag: str | None = None) -> str:
+        head = (
+            f"{self.prefix}:{{{tag}}}:{namespace}"
+            if tag is not None
+            else (f"{self.prefix}:{namespace}")
+        )
+        return ":".join([head, *(str(p) for p in parts)])
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """Outcome of a sliding-window hit: whether it was admitted, the count in the window
+    (including this hit when admitted) and how long until the next hit would be admitted."""
+
+    allowed: bool
+    count: int
+    retry_after_ms: int
+
+
+class LocalView(Protocol):
+    """The synchronous data operations a script's Python twin may use (Redis command names)."""
+
+    def get(self, key: str) -> bytes | None: ...
+    def set(self, key: str, value: Value, ttl_ms: int | None = None) -> None: ...
+    def delete(self, key: str) -> int: ...
+    def incrby(self, key: str, amount: int) -> int: ...
+    def pexpire(self, key: str, ttl_ms: int) -> None: ...
+    def pttl(self, key: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class AtomicScript:
+    """An atomic compare-and-act: Lua for Redis, a Python twin for the embedded store."""
+
+    name: str
+    lua: str
+    local: Callable[[LocalView, Sequence[str], Sequence[str]], Any]
+
+
+class KeyValueStore(Protocol):
+    keys: Keyspace
+
+    async def get(self, key: str) -> bytes | None: ...
+    async def set(self, key: str, value: Value, ttl_ms: int | None = None) -> None: ...
+    async def set_if_absent(self, key: str, value: Value, ttl_ms: int) -> bool: ...
+    async def delete(self, *keys: str) -> int: ...
+    async def incr(self, key: str, amount: int = 1, ttl_ms: int | None = None) -> int: ...
+    async def ttl_ms(self, key: str) -> int | None: ...
+    async def eval(
+        self, script: AtomicScript, keys: Sequence[str], args: Sequence[Value]
+    ) -> Any: ...
+    async def window_hit(
+        self, key: str, *, now_ms: int, window_ms: int, limit: int, member: str
+    ) -> WindowResult: ...
+    async def ping(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+def _b(value: Value) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()
+
+
+# INCRBY then set the expiry only when this increment created the key, so a
+# counter's window starts at its first hit and is not pushed back by later ones.
+_INCR_LUA = """
+local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+if tonumber(ARGV[2]) > 0 and redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return v
+"""
+
+# Sliding window on a sorted set scored by milliseconds: drop hits older than the
+# window, refuse when full (saying when the oldest hit leaves), else record this hit.
+_WINDOW_LUA = """
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+if count >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, count, tonumber(oldest[2]) + window - now}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], window)
+return {1, count + 1, 0}
+"""
+
+
+class RedisStore:
+    """`KeyValueStore` over redis.asyncio (single node, or Redis Cluster)."""
+
+    def __init__(
+        self,
+        url: str,
+        keys: Keyspace,
+        *,
+        cluster: bool = False,
+        timeout_s: float = 0.5,
+    ) -> None:
+        self.keys = keys
+        options: dict[str, Any] = {
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+        }
+        self._client: Any = (
+            RedisCluster.from_url(url, **options)
+            if cluster
+            else aioredis.Redis.from_url(url, health_check_interval=30, **options)
+        )
+        self._scripts: dict[str, Any] = {}
+        self._incr = self._client.register_script(_INCR_LUA)
+        self._window = self._client.register_script(_WINDOW_LUA)
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise DependencyUnavailable("the key-value store (Redis) did not answer") from exc
+
+    async def get(self, key: str) -> bytes | None:
+        result: bytes | None = await self._call(self._client.get, key)
+        return result
+
+    async def set(self, key: str, value: Value, ttl_ms: int | None = None) -> None:
+        await self._call(self._client.set, key, _b(value), px=ttl_ms)
+
+    async def set_if_absent(self, key: str, value: Value, ttl_ms: int) -> bool:
+        return bool(await self._call(self._client.set, key, _b(value), px=ttl_ms, nx=True))
+
+    async def delete(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        # One DEL per key keeps Redis Cluster happy when keys sit in different slots.
+        total = 0
+        for key in keys:
+            total += int(await self._call(self._client.delete, key))
+        return total
+
+    async def incr(self, key: str, amount: int = 1, ttl_ms: int | None = None) -> int:
+        return int(await self._call(self._incr, keys=[key], args=[amount, ttl_ms or 0]))
+
+    async def ttl_ms(self, key: str) -> int | None:
+        ttl = int(await self._call(self._client.pttl, key))
+        return ttl if ttl >= 0 else None
+
+    async def eval(self, script: AtomicScript, keys: Sequence[str], args: Sequence[Value]) -> Any:
+        registered = self._scripts.get(script.name)
+        if registered is None:
+            registered = self._client.register_script(script.lua)
+            self._scripts[script.name] = registered
+        return await self._call(registered, keys=list(keys), args=[_b(a) for a in args])
+
+    async def window_hit(
+        self, key: str, *, now_ms: int, window_ms: int, limit: int, member: str
+    ) -> WindowResult:
+        allowed, count, retry = await self._call(
+            self._window, keys=[key], args=[now_ms, window_ms, limit, member]
+        )
+        return WindowResult(bool(allowed), int(count), int(retry))
+
+    async def ping(self) -> None:
+        await self._call(self._client.ping)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+@dataclass
+class _Entry:
+    value: bytes | dict[str, int]
+    expires_at_ms: int | None
+
+
+class EmbeddedStore:
+    """In-process `KeyValueStore` for one-process development and tests.
+
+    Expiry uses a monotonic clock, like Redis, so wall-clock changes never resurrect or
+    kill keys early. Expired entries are dropped when touched and swept now and then.
+    """
+
+    _SWEEP_EVERY = 1024
+
+    def __init__(self, keys: Keyspace) -> None:
+        self.keys = keys
+        self._data: dict[str, _Entry] = {}
+        self._ops = 0
+
+    @staticmethod
+    def _now_ms() -> int:
+        return int(time.monotonic() * 1000)
+
+    def _entry(self, key: str) -> _Entry | None:
+        entry = self._data.get(key)
+        expires = entry.expires_at_ms if entry is not None else None
+        if expires is not None and expires <= self._now_ms():
+            del self._data[key]
+            return None
+        return entry
+
+    def _tick(self) -> None:
+        self._ops += 1
+        if self._ops % self._SWEEP_EVERY == 0:
+            now = self._now_ms()
+            for key in [
+                k for k, e in self._data.items() if e.expires_at_ms and e.expires_at_ms <= now
+            ]:
+                del self._data[key]
+
+    # -- LocalView: synchronous Redis-like commands used by scripts' Python twins --
+
+    def get_sync(self, key: str) -> bytes | None:
+        entry = self._entry(key)
+        if entry is None:
+            return None
+        if not isinstance(entry.value, bytes):
+            raise TypeError(f"WRONGTYPE key {key} holds a sorted set")
+        return entry.value
+
+    def set_sync(self, key: str, value: Value, ttl_ms: int | None = None) -> None:
+        expires = self._now_ms() + ttl_ms if ttl_ms else None
+        self._data[key] = _Entry(_b(value), expires)
+
+    def delete_sync(self, key: str) -> int:
+        if self._entry(key) is None:
+            return 0
+        del self._data[key]
+        return 1
+
+    def incrby_sync(self, key: str, amount: int) -> int:
+        entry = self._entry(key)
+        current = int(entry.value) if entry is not None and isinstance(entry.value, bytes) else 0
+        new = current + amount
+        if entry is None:
+            self._data[key] = _Entry(str(new).encode(), None)
+        else:
+            entry.value = str(new).encode()
+        return new
+
+    def pexpire_sync(self, key: str, ttl_ms: int) -> None:
+        entry = self._entry(key)
+        if entry is not None:
+            entry.expires_at_ms = self._now_ms() + ttl_ms
+
+    def pttl_sync(self, key: str) -> int:
+        entry = self._entry(key)
+        if entry is None:
+            return -2
+        if entry.expires_at_ms is None:
+            return -1
+        return max(0, entry.expires_at_ms - self._now_ms())
+
+    # -- KeyValueStore --
+
+    async def get(self, key: str) -> bytes | None:
+        self._tick()
+        return self.get_sync(key)
+
+    async def set(self, key: str, value: Value, ttl_ms: int | None = None) -> None:
+        self._tick()
+        self.set_sync(key, value, ttl_ms)
+
+    async def set_if_absent(self, key: str, value: Value, ttl_ms: int) -> bool:
+        self._tick()
+        if self._entry(key) is not None:
+            return False
+        self.set_sync(key, value, ttl_ms)
+        return True
+
+    async def delete(self, *keys: str) -> int:
+        self._tick()
+        return sum(self.delete_sync(k) for k in keys)
+
+    async def incr(self, key: str, amount: int = 1, ttl_ms: int | None = None) -> int:
+        self._tick()
+        value = self.incrby_sync(key, amount)
+        if ttl_ms and self.pttl_sync(key) == -1:
+            self.pexpire_sync(key, ttl_ms)
+        return value
+
+    async def ttl_ms(self, key: str) -> int | None:
+        ttl = self.pttl_sync(key)
+        return ttl if ttl >= 0 else None
+
+    async def eval(self, script: AtomicScript, keys: Sequence[str], args: Sequence[Value]) -> Any:
+        self._tick()
+        return script.local(_EmbeddedView(self), list(keys), [_b(a).decode() for a in args])
+
+    async def window_hit(
+        self, key: str, *, now_ms: int, window_ms: int, limit: int, member: str
+    ) -> WindowResult:
+        self._tick()
+        entry = self._entry(key)
+        hits: dict[str, int]
+        if entry is None or not isinstance(entry.value, dict):
+            hits = {}
+            entry = _Entry(hits, None)
+            self._data[key] = entry
+        else:
+            hits = entry.value
+        for m in [m for m, score in hits.items() if score <= now_ms - window_ms]:
+            del hits[m]
+        if len(hits) >= limit:
+            oldest = min(hits.values())
+            return WindowResult(False, len(hits), oldest + window_ms - now_ms)
+        hits[member] = now_ms
+        entry.expires_at_ms = self._now_ms() + window_ms
+        return WindowResult(True, len(hits), 0)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._data.clear()
+
+
+class _EmbeddedView:
+    """Adapts EmbeddedStore's synchronous commands to the LocalView protocol."""
+
+    def __init__(self, store: EmbeddedStore) -> None:
+        self.get = store.get_sync
+        self.set = store.set_sync
+        self.delete = store.delete_sync
+        self.incrby = store.incrby_sync
+        self.pexpire = store.pexpire_sync
+        self.pttl = store.pttl_sync
+
+
+def create_store(redis_url: str | None, prefix: str, *, cluster: bool = False) -> KeyValueStore:
+    keys = Keyspace(prefix)
+    if redis_url is None:
+        return EmbeddedStore(keys)
+    return RedisStore(redis_url, keys, cluster=cluster)

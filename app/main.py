@@ -1,0 +1,144 @@
+"""The application factory. Nothing is created at import time: `create_app` builds
+everything from the settings it is given, and the lifespan opens and closes it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app import routes as system_routes
+from app.clock import Clock, SystemClock
+from app.context import AppContext
+from app.db import close_db, migrate_or_refuse, open_db
+from app.domain import Domain
+from app.domains import load_domains
+from app.errors import MethodNotAllowed, NotFound, Problem, problem_response
+from app.keyring import KeyringError, Keys
+from app.kv import KeyValueStore, create_store
+from app.metrics import Metrics
+from app.middleware import PlatformMiddleware, request_id_of
+from app.openapi import build_openapi
+from app.settings import Settings
+from app.worker import run_worker
+
+log = logging.getLogger("suishen")
+VERSION = "0.1.0"
+
+
+def prepare_keys(settings: Settings, clock: Clock) -> Keys:
+    """Dev and test generate what is missing; production only accepts operator-made keys."""
+    keys = Keys(settings.key_dir, clock)
+    if settings.is_production:
+        problems = keys.production_problems()
+        if problems:
+            raise KeyringError(
+                "APP_ENV=production refuses these keys:\n  - " + "\n  - ".join(problems)
+            )
+    else:
+        keys.ensure_all(generated=True)
+    return keys
+
+
+async def _problem_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return problem_response(exc, request_id_of(request.scope))
+
+
+async def _http_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    problem: Problem
+    if exc.status_code == 404:
+        problem = NotFound(f"no route for {request.method} {request.url.path}")
+    elif exc.status_code == 405:
+        problem = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+        problem.headers.update(exc.headers or {})
+    else:
+        problem = Problem(str(exc.detail))
+        problem.status = exc.status_code  # type: ignore[misc]
+    return problem_response(problem, request_id_of(request.scope))
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    kv: KeyValueStore | None = None,
+    domains: list[Domain] | None = None,
+) -> Starlette:
+    clock = clock or SystemClock()
+    domains = load_domains() if domains is None else domains
+    metrics = Metrics()
+    route_table = [*system_routes.routes, *(r for d in domains for r in d.routes)]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        keys = prepare_keys(settings, clock)
+        db = await open_db(settings)
+        store = kv or create_store(
+            settings.redis_url,
+            settings.kv_prefix,
+            cluster=settings.extra.get("SUISHEN_REDIS_CLUSTER") == "1",
+        )
+        stop = asyncio.Event()
+        worker: asyncio.Task[None] | None = None
+        try:
+            await migrate_or_refuse(db, settings)
+            await store.ping()
+            ctx = AppContext(settings=settings, clock=clock, kv=store, keys=keys)
+            app.state.ctx = ctx
+            app.state.db = db
+            for domain in domains:
+                if domain.startup is not None:
+                    await domain.startup(ctx)
+            jobs = [job for d in domains for job in d.jobs]
+            if settings.embedded_worker and jobs:
+                worker = asyncio.create_task(run_worker(ctx, jobs, stop), name="suishen-worker")
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                await worker
+            for domain in reversed(domains):
+                if domain.shutdown is not None and hasattr(app.state, "ctx"):
+                    await domain.shutdown(app.state.ctx)
+            if kv is None:
+                await store.close()
+            await close_db(db)
+
+    exception_handlers: dict[Any, Any] = {
+        Problem: _problem_handler,
+        HTTPException: _http_exception_handler,
+    }
+    app = Starlette(
+        routes=route_table,
+        middleware=[
+            Middleware(PlatformMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+        ],
+        exception_handlers=exception_handlers,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.domains = domains
+    app.state.openapi = build_openapi(route_table, title="suishen", version=VERSION)
+    app.state.openapi_json = json.dumps(app.state.openapi).encode()
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """Entry point for uvicorn worker processes (`--factory`)."""
+    from app.logs import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    return create_app(settings)

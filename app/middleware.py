@@ -1,0 +1,125 @@
+"""The platform middleware: request id, body-size limit, metrics, access log, and the
+last-resort 500. One pure ASGI layer, because each extra layer costs on every request."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import BodyTooLarge, InternalError, Problem, problem_response
+from app.metrics import Metrics
+
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+access_log = logging.getLogger("suishen.access")
+error_log = logging.getLogger("suishen.error")
+
+
+def request_id_of(scope: Scope) -> str | None:
+    rid: str | None = scope.get("request_id")
+    return rid
+
+
+class PlatformMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id, content_length = self._read_headers(scope)
+        scope["request_id"] = request_id
+        rid_header = (b"x-request-id", request_id.encode())
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), rid_header]
+            await send(message)
+
+        received = 0
+        limit = self.max_body_bytes
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(f"the request body exceeds {limit} bytes")
+            return message
+
+        try:
+            if content_length is not None and content_length > limit:
+                await problem_response(
+                    BodyTooLarge(f"the request body exceeds {limit} bytes"), request_id
+                )(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive_limited, send_with_id)
+        except Exception as exc:
+            problem = exc if isinstance(exc, Problem) else InternalError()
+            if not isinstance(exc, Problem):
+                error_log.error(
+                    "unhandled %s on %s %s",
+                    type(exc).__name__,
+                    scope["method"],
+                    _route(scope),
+                    exc_info=exc,
+                    extra={"fields": {"request_id": request_id}},
+                )
+            if not response_started:
+                await problem_response(problem, request_id)(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route(scope)
+            self.metrics.observe(route, scope["method"], status, elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "%s %s %d %.1fms",
+                    scope["method"],
+                    route,
+                    status,
+                    elapsed * 1000,
+                    extra={
+                        "fields": {
+                            "request_id": request_id,
+                            "route": route,
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 2),
+                        }
+                    },
+                )
+
+    @staticmethod
+    def _read_headers(scope: Scope) -> tuple[str, int | None]:
+        request_id: str | None = None
+        content_length: int | None = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _SANE_REQUEST_ID.match(candidate):
+                    request_id = candidate
+            elif name == b"content-length":
+                try:
+                    content_length = int(value)
+                except ValueError:
+                    content_length = None
+        return request_id or uuid.uuid4().hex, content_length
+
+
+def _route(scope: Scope) -> str:
+    # The route template, never the raw path: raw paths carry ids and explode label sets.
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "<unmatched>"

@@ -1,0 +1,3 @@
+"""Tortoise models of the codes domain."""
+
+from __future__ import annotations

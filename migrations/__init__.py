@@ -1,0 +1,1 @@
+"""Generated migrations, one package per Tortoise app."""

@@ -1,0 +1,3 @@
+"""Tortoise models of the venues domain."""
+
+from __future__ import annotations
