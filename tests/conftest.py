@@ -253,3 +253,17 @@ def start_server(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., S
             server.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.process.kill()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.real_only` tests need PostgreSQL + Redis (e.g. two worker processes,
+    which the embedded store cannot serve): their embedded variant is deselected, not
+    skipped, and CI always runs the real one."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_embedded = callspec is not None and callspec.params.get("backend") == "embedded"
+        (drop if item.get_closest_marker("real_only") and on_embedded else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
