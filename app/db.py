@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import TortoiseContext, _current_context
 from tortoise.migrations.executor import MigrationExecutor, PlanStep
 
@@ -69,6 +70,9 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
 async def open_db(settings: Settings) -> TortoiseContext:
     """Initialise Tortoise for this process. Queries from any task reach it (global fallback),
     which ASGI servers need: the lifespan runs in another task than the requests."""
+    # Tortoise caches compiled INSERT/DELETE SQL per connection *name*, not per dialect:
+    # a process that opens SQLite and later PostgreSQL (the test suite) must drop it.
+    EXECUTOR_CACHE.clear()
     ctx = TortoiseContext()
     token = _current_context.set(ctx)
     try:

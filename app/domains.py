@@ -6,7 +6,7 @@ import importlib
 
 from app.domain import Domain
 
-DOMAIN_MODULES = ("auth.wiring", "codes.wiring", "venues.wiring", "payments.wiring")
+DOMAIN_MODULES = ("app.wiring", "auth.wiring", "codes.wiring", "venues.wiring", "payments.wiring")
 
 
 def load_domains() -> list[Domain]:
