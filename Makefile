@@ -26,7 +26,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# wrk drives the servers (a Python load generator saturates first on two cores).
 bench: $(STAMP)
+	@command -v wrk >/dev/null || apt-get install -y wrk || \
+		(apt-get update && apt-get install -y wrk)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

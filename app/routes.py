@@ -14,12 +14,12 @@ from app.errors import DependencyUnavailable
 from app.http import endpoint, json_response
 from app.schemas import Health, Readiness
 
-_HEALTHY = b'{"status":"ok"}'
+HEALTHY_BODY = b'{"status":"ok"}'
 
 
 @endpoint(summary="Liveness: the process answers (no I/O)", response=Health, tags=["system"])
 async def healthz(request: Request) -> Response:
-    return Response(_HEALTHY, media_type="application/json")
+    return Response(HEALTHY_BODY, media_type="application/json")
 
 
 async def _check_db(db: TortoiseContext) -> None:

@@ -1,0 +1,487 @@
+"""The benchmark harness: real server processes pinned to one core, `wrk` pinned to the
+other, and a table of requests/s, p50 and p99 with ratios against a baseline measured in
+the same run. Domain benchmarks (`bench/bench_<domain>.py`) compose these pieces."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+SERVER_CPU = 0
+WRK_CPU = 1
+DEFAULT_BENCH_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
+DEFAULT_BENCH_REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not be run as described (server did not start, wrk failed...)."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What `python -m bench` was asked for; every benchmark's `run` receives it."""
+
+    real: bool = False
+    duration_s: float = 10.0
+    warmup_s: float = 2.0
+    connections: int = 32
+    threads: int = 1
+    database_url: str = DEFAULT_BENCH_DATABASE_URL
+    redis_url: str = DEFAULT_BENCH_REDIS_URL
+
+    @property
+    def backend_name(self) -> str:
+        return "PostgreSQL + Redis" if self.real else "SQLite + embedded store"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def taskset(cpu: int) -> list[str]:
+    """Pin to one core when the machine has it (a one-core machine runs unpinned)."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) > cpu:
+        return ["taskset", "-c", str(cpu)]
+    return []
+
+
+# -- servers -----------------------------------------------------------------------
+
+
+class Server:
+    """A server process on a free port, pinned to `SERVER_CPU`, stopped on exit.
+
+    Build one with `Server.suishen(opts)` (the real `suishen serve`, one worker, in a
+    throwaway VAR_DIR) or `Server.bare()` (the baseline Starlette app), then use it as a
+    context manager: `with Server.suishen(opts) as server: server.base_url ...`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        port: int,
+        var_dir: Path,
+        *,
+        ready_path: str = "/healthz",
+        start_timeout_s: float = 120.0,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.port = port
+        self.var_dir = var_dir
+        self.ready_path = ready_path
+        self.start_timeout_s = start_timeout_s
+        self.log_path = var_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    @classmethod
+    def suishen(
+        cls,
+        opts: BenchOptions,
+        *,
+        seed_demo: bool = False,
+        env: Mapping[str, str] | None = None,
+    ) -> Server:
+        """`suishen serve` with one worker, production log format, access log on."""
+        var_dir = Path(tempfile.mkdtemp(prefix="suishen-bench-"))
+        port = free_port()
+        server_env = {
+            **os.environ,
+            "APP_ENV": "dev",
+            "VAR_DIR": str(var_dir),
+            "KEY_DIR": str(var_dir / "keys"),
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "WORKERS": "1",
+        }
+        server_env.pop("REDIS_URL", None)
+        if opts.real:
+            reset_real_backend(opts.database_url, opts.redis_url)
+            server_env["DATABASE_URL"] = opts.database_url
+            server_env["REDIS_URL"] = opts.redis_url
+        else:
+            server_env["DATABASE_URL"] = f"sqlite://{var_dir / 'suishen.db'}"
+        server_env.update(env or {})
+        argv = [sys.executable, "-m", "app.cli", "serve", "--workers", "1"]
+        if seed_demo:
+            argv.append("--seed-demo")
+        return cls("suishen", argv, server_env, port, var_dir)
+
+    @classmethod
+    def bare(cls) -> Server:
+        """The baseline: one Starlette route answering /healthz's bytes, same uvicorn."""
+        var_dir = Path(tempfile.mkdtemp(prefix="suishen-bench-bare-"))
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.harness", "bare", str(port)]
+        return cls("bare", argv, dict(os.environ), port, var_dir)
+
+    def start(self) -> Server:
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [*taskset(SERVER_CPU), *self.argv],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BenchError(f"{self.name} server exited early:\n{self.log()}")
+            try:
+                if httpx.get(self.url(self.ready_path), timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise BenchError(f"{self.name} server did not answer {self.ready_path}:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.var_dir, ignore_errors=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def demo_credentials(self) -> dict[str, Any]:
+        """What `--seed-demo` wrote to VAR_DIR/demo-credentials.json."""
+        path = self.var_dir / "demo-credentials.json"
+        data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        return data
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.cleanup()
+
+
+def reset_real_backend(database_url: str, redis_url: str) -> None:
+    """Empty the benchmark's PostgreSQL schema and Redis db, so every run starts alike.
+    The dev start that follows applies the migrations."""
+    import asyncio
+
+    import asyncpg  # type: ignore[import-untyped]
+    import redis
+
+    async def reset() -> None:
+        dsn = database_url.replace("postgres://", "postgresql://", 1)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        finally:
+            await conn.close()
+
+    asyncio.run(reset())
+    redis.Redis.from_url(redis_url).flushdb()
+
+
+def create_bare_app() -> Any:
+    """The baseline application: nothing but a route returning /healthz's exact bytes."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from app.routes import HEALTHY_BODY
+
+    async def healthz(request: Request) -> Response:
+        return Response(HEALTHY_BODY, media_type="application/json")
+
+    return Starlette(routes=[Route("/healthz", healthz, methods=["GET"])])
+
+
+def _serve_bare(port: int) -> None:
+    import uvicorn
+
+    from app.cli import uvicorn_options
+    from app.settings import Settings
+
+    options = uvicorn_options(Settings(port=port, workers=1))
+    uvicorn.run("bench.harness:create_bare_app", factory=True, **options)
+
+
+# -- wrk ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """One wrk run. Latencies in milliseconds; `non_2xx` counts 4xx/5xx answers and
+    `errors` socket errors (connect, read, write, timeout)."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    errors: int
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.non_2xx == 0 and self.errors == 0
+
+
+@dataclass(frozen=True)
+class WrkRequest:
+    """One request of a `lua_cycle` script."""
+
+    path: str
+    method: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: str | bytes | None = None
+
+
+def lua_string(value: str | bytes) -> str:
+    """A Lua string literal holding exactly these bytes."""
+    raw = value.encode() if isinstance(value, str) else value
+    out = []
+    for byte in raw:
+        if 32 <= byte < 127 and byte not in (34, 92):
+            out.append(chr(byte))
+        else:
+            out.append(f"\\{byte:03d}")
+    return '"' + "".join(out) + '"'
+
+
+def _lua_table(headers: Mapping[str, str]) -> str:
+    return "{" + ", ".join(f"[{lua_string(k)}] = {lua_string(v)}" for k, v in headers.items()) + "}"
+
+
+def lua_static(
+    method: str = "GET", headers: Mapping[str, str] | None = None, body: str | bytes | None = None
+) -> str:
+    """Every request the same: method, headers and body set once on `wrk`."""
+    lines = [f"wrk.method = {lua_string(method)}"]
+    for name, value in (headers or {}).items():
+        lines.append(f"wrk.headers[{lua_string(name)}] = {lua_string(value)}")
+    if body is not None:
+        lines.append(f"wrk.body = {lua_string(body)}")
+    return "\n".join(lines) + "\n"
+
+
+def lua_cycle(requests: Sequence[WrkRequest]) -> str:
+    """Per-request bodies: wrk cycles through these prebuilt requests (each wrk thread
+    starts at its own offset, so with -t1 every request is sent once before any repeats)."""
+    if not requests:
+        raise ValueError("lua_cycle needs at least one request")
+    entries = []
+    for r in requests:
+        body = "nil" if r.body is None else lua_string(r.body)
+        entries.append(
+            f"wrk.format({lua_string(r.method)}, {lua_string(r.path)}, "
+            f"{_lua_table(r.headers)}, {body})"
+        )
+    return (
+        "local requests = {\n  " + ",\n  ".join(entries) + "\n}\n"
+        "local threads, i = 0, 0\n"
+        "function setup(thread) thread:set('offset', threads); threads = threads + 1 end\n"
+        "function init(args) i = (offset or 0) * 7919 end\n"
+        "function request()\n"
+        "  i = i + 1\n"
+        "  return requests[(i % #requests) + 1]\n"
+        "end\n"
+    )
+
+
+# Appended to every script: prints exact figures in one line wrk's summary lacks.
+_DONE_LUA = """
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRK_RESULT %d %d %d %d %d %.1f %.1f\\n",
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write,
+    e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path is None:
+        raise BenchError("wrk is not installed: `make bench` installs it (apt-get install -y wrk)")
+    return path
+
+
+def run_wrk(
+    url: str,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    body: str | bytes | None = None,
+    lua_script: str | None = None,
+    duration_s: float = 10.0,
+    connections: int = 32,
+    threads: int = 1,
+    warmup_s: float = 0.0,
+    timeout_s: float = 5.0,
+) -> WrkResult:
+    """Drive `url` with wrk pinned to `WRK_CPU`. Either `method`/`headers`/`body` (the same
+    request every time) or a `lua_script` (e.g. `lua_cycle(...)`); scripts must not
+    define `done`, which the harness uses to read exact figures."""
+    wrk = ensure_wrk()
+    script = lua_script if lua_script is not None else lua_static(method, headers, body)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(script + _DONE_LUA)
+        script_path = fh.name
+    try:
+        if warmup_s > 0:
+            _wrk(wrk, url, script_path, warmup_s, connections, threads, timeout_s)
+        out = _wrk(wrk, url, script_path, duration_s, connections, threads, timeout_s)
+    finally:
+        os.unlink(script_path)
+    for line in out.splitlines():
+        if line.startswith("WRK_RESULT "):
+            n, dur_us, status, sock, timeouts, p50_us, p99_us = line.split()[1:]
+            duration = int(dur_us) / 1e6
+            return WrkResult(
+                rps=int(n) / duration if duration else 0.0,
+                p50_ms=float(p50_us) / 1000,
+                p99_ms=float(p99_us) / 1000,
+                requests=int(n),
+                non_2xx=int(status),
+                errors=int(sock) + int(timeouts),
+                duration_s=duration,
+            )
+    raise BenchError(f"wrk printed no result:\n{out}")
+
+
+def _wrk(
+    wrk: str,
+    url: str,
+    script: str,
+    duration_s: float,
+    connections: int,
+    threads: int,
+    timeout_s: float,
+) -> str:
+    argv = [
+        *taskset(WRK_CPU),
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        f"--timeout={max(1, round(timeout_s))}s",
+        "--latency",
+        "-s",
+        script,
+        url,
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60)
+    if done.returncode != 0:
+        raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+# -- reporting ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    result: WrkResult
+
+
+@dataclass
+class Report:
+    """One benchmark's outcome: its rows, which row is the baseline, and the goal for
+    `ratio = rows[measured].rps / rows[baseline].rps` when there is one."""
+
+    title: str
+    rows: list[Row]
+    baseline: str | None = None
+    measured: str | None = None
+    goal_ratio: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def row(self, label: str) -> Row:
+        for row in self.rows:
+            if row.label == label:
+                return row
+        raise KeyError(label)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline is None or self.measured is None:
+            return None
+        base = self.row(self.baseline).result.rps
+        return self.row(self.measured).result.rps / base if base else None
+
+    @property
+    def goal_met(self) -> bool | None:
+        ratio = self.ratio
+        if ratio is None or self.goal_ratio is None:
+            return None
+        return ratio >= self.goal_ratio
+
+
+def report(rep: Report) -> str:
+    """Format a report as a table; the ratio column is against the baseline row."""
+    base = rep.row(rep.baseline).result if rep.baseline else None
+    width = max(12, *(len(r.label) for r in rep.rows))
+    lines = [
+        f"== {rep.title}",
+        f"{'':<{width}}  {'req/s':>10}  {'p50 ms':>8}  {'p99 ms':>8}  {'vs base':>8}"
+        f"  {'failed':>8}",
+    ]
+    for row in rep.rows:
+        r = row.result
+        vs = f"{r.rps / base.rps:.3f}" if base and base.rps else "-"
+        lines.append(
+            f"{row.label:<{width}}  {r.rps:>10.0f}  {r.p50_ms:>8.2f}  {r.p99_ms:>8.2f}"
+            f"  {vs:>8}  {r.non_2xx + r.errors:>8}"
+        )
+    ratio = rep.ratio
+    if ratio is not None:
+        verdict = ""
+        if rep.goal_ratio is not None:
+            verdict = f" (goal >= {rep.goal_ratio:.2f}: {'met' if rep.goal_met else 'MISSED'})"
+        lines.append(f"ratio {rep.measured} / {rep.baseline} = {ratio:.3f}{verdict}")
+    lines.extend(f"note: {n}" for n in rep.notes)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "bare":
+        _serve_bare(int(sys.argv[2]))
+    else:
+        sys.exit("usage: python -m bench.harness bare PORT")
