@@ -2,6 +2,39 @@
 
 from __future__ import annotations
 
-from app.domain import Domain
+from typing import Any
 
-DOMAIN = Domain(name="auth")
+from app.context import AppContext
+from app.domain import Command, Domain
+from auth import service
+from auth.commands import add_client_arguments, run_clients
+from auth.routes import routes
+
+
+async def startup(ctx: AppContext) -> None:
+    ctx.extensions["auth"] = service.build_runtime(ctx)
+
+
+async def seed_demo(ctx: AppContext, existing: dict[str, Any]) -> dict[str, Any]:
+    """An admin and a health-status authority client for demo-credentials.json."""
+    part: dict[str, Any] = {}
+    for kind in ("admin", "authority"):
+        creds = await service.create_client(ctx, kind, None, actor="seed-demo")
+        part[kind] = {"client_id": creds.client_id, "client_secret": creds.client_secret}
+    return part
+
+
+DOMAIN = Domain(
+    name="auth",
+    routes=routes,
+    startup=startup,
+    seed_demo=seed_demo,
+    commands=(
+        Command(
+            name="clients",
+            help="manage machine clients: clients create --kind K [--tenant ID] --json",
+            add_arguments=add_client_arguments,
+            run=run_clients,
+        ),
+    ),
+)

@@ -1,0 +1,33 @@
+"""Who is calling: the authenticated principal every authorised route receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRINCIPAL_KINDS = ("resident", "gate", "hospital", "authority", "operator", "admin")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A resident account or a machine client, as proven by a verified access token.
+
+    `id` is the account id (residents) or client id (machines); `tenant_id` is the venue
+    id of a gate/operator and the hospital id of a hospital, else None; `subject_id` is a
+    resident's own opaque subject id once identity is bound (None before and for machines).
+    """
+
+    kind: str
+    id: str
+    scopes: frozenset[str]
+    tenant_id: str | None = None
+    subject_id: str | None = None
+    token_id: str | None = None
+    # The refresh-token family a resident's access token descends from (for logout).
+    family_id: str | None = None
+
+    @property
+    def is_resident(self) -> bool:
+        return self.kind == "resident"
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes

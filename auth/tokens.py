@@ -1,0 +1,154 @@
+"""Access tokens: ES256 JWTs signed with the `tokens` keyring.
+
+Verification pins everything an attacker could otherwise choose: the algorithm list
+(only ES256, so `none` and HS256-with-the-public-key fail), the key (looked up by `kid`
+among our own verification keys only), the audience and the issuer. Expiry is checked
+against the injected clock rather than PyJWT's wall clock.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+
+from app.keyring import SigningKeyring
+from auth import scopes as sc
+from auth.principal import Principal
+
+ALGORITHM = "ES256"
+ACCESS_TTL = timedelta(minutes=15)
+LEEWAY = timedelta(seconds=10)
+# A retired key verifies for as long as a token it signed can live.
+VERIFICATION_WINDOW = ACCESS_TTL + LEEWAY
+
+
+class TokenRejected(Exception):
+    """The bearer token does not verify; `reason` says why (for logs and tests)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    jti: str
+    expires_in: int
+    scope: str
+
+
+def issue(
+    ring: SigningKeyring,
+    *,
+    issuer: str,
+    audience: str,
+    now: datetime,
+    principal: Principal,
+    generation: int | None = None,
+) -> IssuedToken:
+    key = ring.active()
+    jti = secrets.token_urlsafe(12)
+    scope = sc.render(principal.scopes)
+    iat = int(now.timestamp())
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": principal.id,
+        "scope": scope,
+        "iat": iat,
+        "exp": iat + int(ACCESS_TTL.total_seconds()),
+        "jti": jti,
+        "knd": principal.kind,
+    }
+    if principal.tenant_id is not None:
+        claims["ten"] = principal.tenant_id
+    if principal.subject_id is not None:
+        claims["sid"] = principal.subject_id
+    if principal.family_id is not None:
+        claims["fam"] = principal.family_id
+    if generation is not None:
+        claims["gen"] = generation
+    token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
+    return IssuedToken(token, jti, int(ACCESS_TTL.total_seconds()), scope)
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    principal: Principal
+    issued_at: int
+    expires_at: int
+    generation: int | None
+
+
+def verify(
+    ring: SigningKeyring, token: str, *, issuer: str, audience: str, now: datetime
+) -> VerifiedToken:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise TokenRejected("malformed") from None
+    if header.get("alg") != ALGORITHM:
+        raise TokenRejected("algorithm_not_allowed")
+    kid = header.get("kid")
+    key = ring.verification_keys(VERIFICATION_WINDOW).get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise TokenRejected("unknown_key")
+    try:
+        claims = jwt.decode(
+            token,
+            key.public_key,
+            algorithms=[ALGORITHM],
+            audience=audience,
+            issuer=issuer,
+            # Time claims are checked below against the injected clock.
+            options={
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+                "require": ["iss", "aud", "sub", "scope", "iat", "exp", "jti"],
+            },
+        )
+    except jwt.InvalidAudienceError:
+        raise TokenRejected("wrong_audience") from None
+    except jwt.InvalidIssuerError:
+        raise TokenRejected("wrong_issuer") from None
+    except jwt.InvalidSignatureError:
+        raise TokenRejected("signature_invalid") from None
+    except jwt.PyJWTError:
+        raise TokenRejected("malformed") from None
+    return _check_claims(claims, now)
+
+
+def _check_claims(claims: dict[str, Any], now: datetime) -> VerifiedToken:
+    iat, exp = claims["iat"], claims["exp"]
+    if not isinstance(iat, int) or not isinstance(exp, int):
+        raise TokenRejected("malformed")
+    moment = now.timestamp()
+    leeway = LEEWAY.total_seconds()
+    if exp + leeway <= moment:
+        raise TokenRejected("expired")
+    if iat - leeway > moment:
+        raise TokenRejected("not_yet_valid")
+    kind = claims.get("knd")
+    if kind not in ("resident", *sc.CLIENT_KINDS) or not isinstance(claims["scope"], str):
+        raise TokenRejected("malformed")
+    generation = claims.get("gen")
+    principal = Principal(
+        kind=kind,
+        id=str(claims["sub"]),
+        scopes=sc.parse(claims["scope"]),
+        tenant_id=_opt_str(claims.get("ten")),
+        subject_id=_opt_str(claims.get("sid")),
+        token_id=str(claims["jti"]),
+        family_id=_opt_str(claims.get("fam")),
+    )
+    return VerifiedToken(principal, iat, exp, generation if isinstance(generation, int) else None)
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
