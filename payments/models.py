@@ -1,3 +1,305 @@
-"""Tortoise models of the payments domain."""
+"""Tortoise models of the payments domain: hospitals, credit, encounters, bills, the ledger,
+webhooks and the sandbox processor's own books.
+
+Other domains' objects (subjects, clients) are referred to by id strings, never by foreign key.
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Hospital(Model):
+    id = fields.CharField(pk=True, max_length=40)
+    name = fields.CharField(max_length=200)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "payments_hospitals"
+
+
+class WebhookEndpoint(Model):
+    """Where a hospital wants its events. The signing secret is derived from the platform's
+    webhook key and `secret_version` (never stored), so rotating it bumps the version."""
+
+    id = fields.IntField(pk=True)
+    hospital_id = fields.CharField(max_length=40, unique=True)
+    url = fields.CharField(max_length=500)
+    secret_version = fields.IntField(default=1)
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "payments_webhook_endpoints"
+
+
+class CreditAccount(Model):
+    id = fields.CharField(pk=True, max_length=40)
+    subject_id = fields.CharField(max_length=64, unique=True)
+    limit_fen = fields.BigIntField()
+    # The provider's reference to the bound method (a token, never card data).
+    payment_method = fields.CharField(max_length=64)
+    status = fields.CharField(max_length=16, default="active")  # active | suspended
+    insured = fields.BooleanField(default=True)
+    scheme = fields.CharField(max_length=32, default="outpatient")
+    insurance_year = fields.IntField()
+    deductible_met_fen = fields.BigIntField(default=0)
+    insurance_paid_fen = fields.BigIntField(default=0)
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "payments_credit_accounts"
+
+
+class Encounter(Model):
+    id = fields.CharField(pk=True, max_length=40)
+    hospital_id = fields.CharField(max_length=40, db_index=True)
+    subject_id = fields.CharField(max_length=64, db_index=True)
+    account: fields.ForeignKeyRelation[CreditAccount] = fields.ForeignKeyField(
+        "payments.CreditAccount", related_name="encounters", on_delete=fields.RESTRICT
+    )
+    account_id: str
+    department = fields.CharField(max_length=100)
+    status = fields.CharField(max_length=16, default="open", db_index=True)  # open | settled
+    hold_fen = fields.BigIntField()
+    charged_fen = fields.BigIntField(default=0)  # net of refunds made before settlement
+    opened_at = fields.DatetimeField(db_index=True)
+    closed_at = fields.DatetimeField(null=True)
+    closed_by = fields.CharField(max_length=16, null=True)  # hospital | auto
+
+    class Meta:
+        table = "payments_encounters"
+
+
+class Charge(Model):
+    id = fields.CharField(pk=True, max_length=40)
+    encounter: fields.ForeignKeyRelation[Encounter] = fields.ForeignKeyField(
+        "payments.Encounter", related_name="charges", on_delete=fields.RESTRICT
+    )
+    encounter_id: str
+    charge_id = fields.CharField(max_length=100)
+    amount_fen = fields.BigIntField()
+    refunded_fen = fields.BigIntField(default=0)
+    request_hash = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "payments_charges"
+        unique_together = (("encounter", "charge_id"),)
+
+
+class ChargeItem(Model):
+    id = fields.IntField(pk=True)
+    charge: fields.ForeignKeyRelation[Charge] = fields.ForeignKeyField(
+        "payments.Charge", related_name="items", on_delete=fields.RESTRICT
+    )
+    charge_id: str
+    position = fields.IntField()
+    item_code = fields.CharField(max_length=64)
+    name = fields.CharField(max_length=200)
+    category = fields.CharField(max_length=64)
+    quantity = fields.IntField()
+    unit_price_fen = fields.BigIntField()
+    insurance_class = fields.CharField(max_length=1)
+    amount_fen = fields.BigIntField()
+
+    class Meta:
+        table = "payments_charge_items"
+
+
+class Bill(Model):
+    """What a settlement produced. Status machine:
+
+    collecting -> paid | payment_pending;  payment_pending -> collecting (retry, manual);
+    payment_pending -> overdue (after the due date);  overdue -> collecting (manual).
+    `collecting` means a provider call under a recorded key is (or was) in flight; the
+    worker resumes it with the same key, so a crash there never collects twice.
+    """
+
+    id = fields.CharField(pk=True, max_length=40)
+    encounter: fields.OneToOneRelation[Encounter] = fields.OneToOneField(
+        "payments.Encounter", related_name="bill", on_delete=fields.RESTRICT
+    )
+    encounter_id: str
+    hospital_id = fields.CharField(max_length=40, db_index=True)
+    subject_id = fields.CharField(max_length=64, db_index=True)
+    total_fen = fields.BigIntField()
+    insurance_fen = fields.BigIntField()
+    self_pay_fen = fields.BigIntField()
+    refunded_insurance_fen = fields.BigIntField(default=0)
+    refunded_self_pay_fen = fields.BigIntField(default=0)
+    collected_fen = fields.BigIntField(default=0)
+    paid_out_fen = fields.BigIntField(default=0)
+    status = fields.CharField(max_length=20, db_index=True)
+    retries = fields.IntField(default=0)  # scheduled retries made so far
+    next_retry_at = fields.DatetimeField(null=True)
+    due_at = fields.DatetimeField()
+    overdue_at = fields.DatetimeField(null=True)
+    paid_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "payments_bills"
+
+    @property
+    def outstanding_fen(self) -> int:
+        """Self-pay still owed by the resident (never negative: overpayment is paid out)."""
+        owed: int = self.self_pay_fen - self.refunded_self_pay_fen - self.collected_fen
+        return max(0, owed)
+
+
+class BillLine(Model):
+    id = fields.IntField(pk=True)
+    bill: fields.ForeignKeyRelation[Bill] = fields.ForeignKeyField(
+        "payments.Bill", related_name="lines", on_delete=fields.RESTRICT
+    )
+    bill_id: str
+    charge_ref = fields.CharField(max_length=40)  # Charge.id
+    hospital_charge_id = fields.CharField(max_length=100)  # the hospital's own charge_id
+    position = fields.IntField()
+    item_code = fields.CharField(max_length=64)
+    name = fields.CharField(max_length=200)
+    category = fields.CharField(max_length=64)
+    quantity = fields.IntField()
+    unit_price_fen = fields.BigIntField()
+    insurance_class = fields.CharField(max_length=1)
+    amount_fen = fields.BigIntField()
+    insurance_fen = fields.BigIntField()
+    self_pay_fen = fields.BigIntField()
+
+    class Meta:
+        table = "payments_bill_lines"
+
+
+class Collection(Model):
+    """One attempt to move money through the provider; its id is the provider's
+    idempotency key, so repeating the call can never move the money twice."""
+
+    id = fields.CharField(pk=True, max_length=40)
+    bill: fields.ForeignKeyRelation[Bill] = fields.ForeignKeyField(
+        "payments.Bill", related_name="collections", on_delete=fields.RESTRICT
+    )
+    bill_id: str
+    kind = fields.CharField(max_length=16)  # collect | payout
+    trigger = fields.CharField(max_length=16)  # settlement | retry | manual | refund
+    amount_fen = fields.BigIntField()
+    payment_method = fields.CharField(max_length=64)
+    status = fields.CharField(max_length=16, db_index=True)  # pending | succeeded | declined
+    reason = fields.CharField(max_length=64, null=True)
+    created_at = fields.DatetimeField()
+    resolved_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "payments_collections"
+
+
+class Refund(Model):
+    id = fields.CharField(pk=True, max_length=40)
+    encounter: fields.ForeignKeyRelation[Encounter] = fields.ForeignKeyField(
+        "payments.Encounter", related_name="refunds", on_delete=fields.RESTRICT
+    )
+    encounter_id: str
+    charge: fields.ForeignKeyRelation[Charge] = fields.ForeignKeyField(
+        "payments.Charge", related_name="refunds", on_delete=fields.RESTRICT
+    )
+    charge_id: str
+    hospital_id = fields.CharField(max_length=40, db_index=True)
+    hospital_charge_id = fields.CharField(max_length=100)
+    refund_id = fields.CharField(max_length=100)
+    amount_fen = fields.BigIntField()
+    insurance_fen = fields.BigIntField()
+    self_pay_fen = fields.BigIntField()
+    after_settlement = fields.BooleanField()
+    request_hash = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "payments_refunds"
+        unique_together = (("encounter", "refund_id"),)
+
+
+class LedgerTransfer(Model):
+    """A balanced transfer. Append-only: corrections are new transfers."""
+
+    id = fields.BigIntField(pk=True)
+    key = fields.CharField(max_length=120, unique=True)
+    kind = fields.CharField(max_length=16)
+    hospital_id = fields.CharField(max_length=40, null=True, db_index=True)
+    created_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "payments_ledger_transfers"
+
+    async def delete(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("ledger transfers are append-only")
+
+
+class LedgerEntry(Model):
+    id = fields.BigIntField(pk=True)
+    transfer: fields.ForeignKeyRelation[LedgerTransfer] = fields.ForeignKeyField(
+        "payments.LedgerTransfer", related_name="entries", on_delete=fields.RESTRICT
+    )
+    transfer_id: int
+    account = fields.CharField(max_length=120, db_index=True)
+    amount_fen = fields.BigIntField()
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "payments_ledger_entries"
+
+    async def delete(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("ledger entries are append-only")
+
+
+class OutboxEvent(Model):
+    """An event for a hospital's webhook, written in the transaction of the change."""
+
+    id = fields.CharField(pk=True, max_length=40)
+    hospital_id = fields.CharField(max_length=40, db_index=True)
+    type = fields.CharField(max_length=40)
+    payload: dict[str, Any] = fields.JSONField()
+    status = fields.CharField(max_length=16, default="pending")  # pending|delivered|failed|skipped
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField(db_index=True)
+    created_at = fields.DatetimeField()
+    delivered_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "payments_outbox"
+
+
+class WebhookDelivery(Model):
+    """The delivery log: one row per attempt."""
+
+    id = fields.BigIntField(pk=True)
+    event: fields.ForeignKeyRelation[OutboxEvent] = fields.ForeignKeyField(
+        "payments.OutboxEvent", related_name="deliveries", on_delete=fields.RESTRICT
+    )
+    event_id: str
+    attempt = fields.IntField()
+    url = fields.CharField(max_length=500)
+    status_code = fields.IntField(null=True)
+    error = fields.CharField(max_length=200, null=True)
+    duration_ms = fields.IntField()
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "payments_webhook_deliveries"
+
+
+class SandboxOperation(Model):
+    """The sandbox processor's own books (stand-in for the card processor's side)."""
+
+    key = fields.CharField(pk=True, max_length=60)
+    kind = fields.CharField(max_length=16)
+    payment_method = fields.CharField(max_length=64)
+    amount_fen = fields.BigIntField()
+    outcome = fields.CharField(max_length=32)
+    attempts = fields.IntField(default=1)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "payments_sandbox_operations"

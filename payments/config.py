@@ -1,0 +1,79 @@
+"""The payments domain's knobs, read once from `settings.extra` (SUISHEN_* variables).
+
+Every default is the one the issue and docs/payments.md name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from app.settings import SettingsError
+from payments.insurance import Scheme
+
+
+@dataclass(frozen=True)
+class PaymentsConfig:
+    credit_limit_fen: int = 300_000
+    initial_hold_fen: int = 50_000
+    auto_close_after: timedelta = timedelta(hours=24)
+    retry_schedule: tuple[timedelta, ...] = (
+        timedelta(hours=1),
+        timedelta(hours=6),
+        timedelta(hours=24),
+    )
+    overdue_after: timedelta = timedelta(days=15)
+    # A `collecting` bill older than this is taken to be orphaned by a crash and resumed.
+    resume_after: timedelta = timedelta(seconds=60)
+    provider_attempts: int = 2  # calls per collection before leaving it to the worker
+    webhook_backoff: timedelta = timedelta(seconds=10)
+    webhook_give_up_after: timedelta = timedelta(hours=24)
+    webhook_timeout_s: float = 5.0
+    scheme: Scheme = field(default_factory=Scheme)
+
+    @classmethod
+    def from_extra(cls, extra: Mapping[str, str]) -> PaymentsConfig:
+        def num(name: str, default: int) -> int:
+            raw = extra.get(f"SUISHEN_{name}")
+            if raw is None or raw == "":
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(f"SUISHEN_{name} must be an integer") from None
+            if value < 0:
+                raise SettingsError(f"SUISHEN_{name} cannot be negative")
+            return value
+
+        retry_raw = extra.get("SUISHEN_COLLECTION_RETRY_HOURS", "1,6,24")
+        try:
+            retries = tuple(timedelta(hours=float(h)) for h in retry_raw.split(",") if h.strip())
+        except ValueError:
+            raise SettingsError("SUISHEN_COLLECTION_RETRY_HOURS is a list like 1,6,24") from None
+        default_scheme = Scheme()
+        try:
+            scheme = Scheme(
+                ratio_bp=num("INSURANCE_RATIO_BP", default_scheme.ratio_bp),
+                class_b_self_share_bp=num(
+                    "INSURANCE_CLASS_B_SELF_SHARE_BP", default_scheme.class_b_self_share_bp
+                ),
+                annual_deductible_fen=num(
+                    "INSURANCE_DEDUCTIBLE_FEN", default_scheme.annual_deductible_fen
+                ),
+                annual_cap_fen=num("INSURANCE_ANNUAL_CAP_FEN", default_scheme.annual_cap_fen),
+            )
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+        return cls(
+            credit_limit_fen=num("CREDIT_LIMIT_FEN", cls.credit_limit_fen),
+            initial_hold_fen=num("INITIAL_HOLD_FEN", cls.initial_hold_fen),
+            auto_close_after=timedelta(hours=num("ENCOUNTER_AUTO_CLOSE_HOURS", 24)),
+            retry_schedule=retries,
+            overdue_after=timedelta(days=num("BILL_OVERDUE_DAYS", 15)),
+            resume_after=timedelta(seconds=num("COLLECTION_RESUME_SECONDS", 60)),
+            provider_attempts=max(1, num("PROVIDER_ATTEMPTS", cls.provider_attempts)),
+            webhook_backoff=timedelta(seconds=num("WEBHOOK_BACKOFF_SECONDS", 10)),
+            webhook_give_up_after=timedelta(hours=num("WEBHOOK_GIVE_UP_HOURS", 24)),
+            scheme=scheme,
+        )

@@ -1,0 +1,89 @@
+"""Problems the payments domain raises (besides app.errors' generic ones).
+
+PaymentsProblem
+ ├── CreditUnavailable        402 credit_unavailable      not enrolled, suspended, no credit left
+ ├── CreditLimitExceeded      402 credit_limit_exceeded   a charge needs more credit than remains
+ ├── PaymentDeclined          402 payment_declined        the provider refused a payment (`reason`)
+ ├── NotEnrolled              404 not_enrolled            the resident has no credit account
+ ├── AlreadyEnrolled          409 already_enrolled        one credit account per resident
+ ├── EncounterClosed          409 encounter_closed        charges only go to open encounters
+ ├── PaymentInProgress        409 payment_in_progress     a collection for this bill is in flight
+ ├── RefundExceedsCharge      409 refund_exceeds_charge   refunds would pass what was charged
+ ├── CodeRejected             422 code_rejected           the scanned code did not verify (`reason`)
+ ├── PaymentMethodInvalid     422 payment_method_invalid  the provider refuses to bind the method
+ └── ProviderUnavailable      503 provider_unavailable    the provider timed out; nothing was lost
+"""
+
+from __future__ import annotations
+
+from app.errors import Problem
+
+
+class PaymentsProblem(Problem):
+    """Base of the payments domain's problems."""
+
+
+class CreditUnavailable(PaymentsProblem):
+    """The resident cannot open an encounter on credit."""
+
+    status, code, title = 402, "credit_unavailable", "Credit unavailable"
+
+
+class CreditLimitExceeded(PaymentsProblem):
+    """The charge would need a hold beyond the resident's available credit."""
+
+    status, code, title = 402, "credit_limit_exceeded", "Credit limit exceeded"
+
+
+class PaymentDeclined(PaymentsProblem):
+    """The provider declined the manual payment."""
+
+    status, code, title = 402, "payment_declined", "Payment declined"
+
+
+class NotEnrolled(PaymentsProblem):
+    """The resident has not enrolled for credit."""
+
+    status, code, title = 404, "not_enrolled", "No credit account"
+
+
+class AlreadyEnrolled(PaymentsProblem):
+    """The resident already has a credit account."""
+
+    status, code, title = 409, "already_enrolled", "Already enrolled"
+
+
+class EncounterClosed(PaymentsProblem):
+    """The encounter is settled; it takes no more charges."""
+
+    status, code, title = 409, "encounter_closed", "Encounter is closed"
+
+
+class PaymentInProgress(PaymentsProblem):
+    """A provider call for this bill is in flight; try again shortly."""
+
+    status, code, title = 409, "payment_in_progress", "Payment in progress"
+
+
+class RefundExceedsCharge(PaymentsProblem):
+    """The refund would make the total refunded exceed the charge."""
+
+    status, code, title = 409, "refund_exceeds_charge", "Refund exceeds the charge"
+
+
+class CodeRejected(PaymentsProblem):
+    """The patient's code did not verify; `reason` says why."""
+
+    status, code, title = 422, "code_rejected", "Code rejected"
+
+
+class PaymentMethodInvalid(PaymentsProblem):
+    """The payment method cannot be bound."""
+
+    status, code, title = 422, "payment_method_invalid", "Payment method invalid"
+
+
+class ProviderUnavailable(PaymentsProblem):
+    """The payment provider did not answer; the operation is recorded and will be resumed."""
+
+    status, code, title = 503, "provider_unavailable", "Payment provider unavailable"

@@ -1,0 +1,469 @@
+"""HTTP endpoints of the payments domain: parse, authorize, one service call, serialize."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.context import app_context
+from app.errors import IdempotencyKeyReused, NotFound, RequestInProgress
+from app.http import endpoint, json_response, read_json, read_query
+from app.idempotency import IdempotencyKeyRequired, StoredResponse, idempotent_json
+from auth import scopes
+from auth import service as auth_service
+from auth.authz import require
+from payments import errors, service, statements, webhooks
+from payments.models import Bill, Encounter, Refund
+from payments.schemas import (
+    BillLineOut,
+    BillList,
+    BillOut,
+    ChargeIn,
+    ChargeItemOut,
+    ChargeOut,
+    ClientCredentialsOut,
+    CreditOut,
+    EncounterBrief,
+    EncounterIn,
+    EncounterOut,
+    EnrollIn,
+    HospitalIn,
+    HospitalOut,
+    PayIn,
+    RefundIn,
+    RefundOut,
+    SettlementOut,
+    StatementOut,
+    StatementQuery,
+    WebhookIn,
+    WebhookOut,
+)
+
+IDEMPOTENCY = {"Idempotency-Key": "makes retries safe: same key + same body replays the answer"}
+IDEMPOTENT_ERRORS = [IdempotencyKeyReused, RequestInProgress]
+
+
+def _hospital_id(tenant_id: str | None) -> str:
+    if tenant_id is None:
+        raise NotFound("this client is not bound to a hospital")
+    return tenant_id
+
+
+# -- serialization --------------------------------------------------------------------------
+
+
+def bill_out(bill: Bill, lines: list[BillLineOut] | None = None) -> BillOut:
+    return BillOut(
+        id=bill.id,
+        encounter_id=bill.encounter_id,
+        hospital_id=bill.hospital_id,
+        status=bill.status,
+        total_fen=bill.total_fen,
+        insurance_fen=bill.insurance_fen,
+        self_pay_fen=bill.self_pay_fen,
+        refunded_insurance_fen=bill.refunded_insurance_fen,
+        refunded_self_pay_fen=bill.refunded_self_pay_fen,
+        collected_fen=bill.collected_fen,
+        paid_out_fen=bill.paid_out_fen,
+        outstanding_fen=bill.outstanding_fen,
+        due_at=bill.due_at,
+        paid_at=bill.paid_at,
+        next_retry_at=bill.next_retry_at,
+        created_at=bill.created_at,
+        lines=lines,
+    )
+
+
+def bill_view_out(view: service.BillView) -> BillOut:
+    lines = [
+        BillLineOut(
+            charge_id=line.hospital_charge_id,
+            item_code=line.item_code,
+            name=line.name,
+            category=line.category,
+            quantity=line.quantity,
+            unit_price_fen=line.unit_price_fen,
+            insurance_class=line.insurance_class,
+            amount_fen=line.amount_fen,
+            insurance_fen=line.insurance_fen,
+            self_pay_fen=line.self_pay_fen,
+        )
+        for line in view.lines
+    ]
+    return bill_out(view.bill, lines)
+
+
+def encounter_out(encounter: Encounter) -> EncounterOut:
+    return EncounterOut(
+        id=encounter.id,
+        hospital_id=encounter.hospital_id,
+        department=encounter.department,
+        status=encounter.status,
+        hold_fen=encounter.hold_fen,
+        charged_fen=encounter.charged_fen,
+        opened_at=encounter.opened_at,
+        closed_at=encounter.closed_at,
+    )
+
+
+def settlement_out(bill: Bill) -> SettlementOut:
+    return SettlementOut(
+        encounter_id=bill.encounter_id,
+        bill_id=bill.id,
+        total_fen=bill.total_fen,
+        insurance_fen=bill.insurance_fen,
+        self_pay_fen=bill.self_pay_fen,
+        status=service.settlement_status(bill),
+    )
+
+
+def refund_out(refund: Refund) -> RefundOut:
+    return RefundOut(
+        refund_id=refund.refund_id,
+        encounter_id=refund.encounter_id,
+        charge_id=refund.hospital_charge_id,
+        amount_fen=refund.amount_fen,
+        insurance_fen=refund.insurance_fen,
+        self_pay_fen=refund.self_pay_fen,
+        after_settlement=refund.after_settlement,
+        created_at=refund.created_at,
+    )
+
+
+# -- hospitals ------------------------------------------------------------------------------
+
+
+@endpoint(
+    summary="Create a hospital and its machine client (secret shown once)",
+    body=HospitalIn,
+    response=HospitalOut,
+    status=201,
+    auth=scopes.ADMIN,
+)
+async def create_hospital(request: Request) -> Response:
+    ctx = app_context(request)
+    principal = await require(request, scopes.ADMIN)
+    body = await read_json(request, HospitalIn)
+    hospital = await service.create_hospital(ctx, body.name)
+    creds = await auth_service.create_client(ctx, "hospital", hospital.id, actor=principal)
+    client = ClientCredentialsOut(
+        client_id=creds.client_id, client_secret=creds.client_secret, scope=creds.scope
+    )
+    return json_response(HospitalOut(id=hospital.id, name=hospital.name, client=client), 201)
+
+
+@endpoint(
+    summary="Set the hospital's webhook URL; returns the signing secret",
+    body=WebhookIn,
+    response=WebhookOut,
+    auth=scopes.ENCOUNTERS_WRITE,
+)
+async def set_webhook(request: Request) -> Response:
+    ctx = app_context(request)
+    principal = await require(request, scopes.ENCOUNTERS_WRITE)
+    body = await read_json(request, WebhookIn)
+    endpoint_row, secret = await webhooks.set_endpoint(
+        ctx, _hospital_id(principal.tenant_id), str(body.url), rotate_secret=body.rotate_secret
+    )
+    return json_response(
+        WebhookOut(url=endpoint_row.url, secret=secret, secret_version=endpoint_row.secret_version)
+    )
+
+
+@endpoint(
+    summary="Daily reconciliation statement (JSON, or CSV with format=csv / Accept: text/csv)",
+    query=StatementQuery,
+    response=StatementOut,
+    media_types=["text/csv"],
+    auth=scopes.ENCOUNTERS_WRITE,
+)
+async def statement(request: Request) -> Response:
+    principal = await require(request, scopes.ENCOUNTERS_WRITE)
+    query = read_query(request, StatementQuery)
+    found = await statements.daily_statement(_hospital_id(principal.tenant_id), query.date)
+    wants_csv = query.format == "csv" or (
+        query.format is None and "text/csv" in request.headers.get("accept", "")
+    )
+    if wants_csv:
+        return Response(statements.statement_csv(found), media_type="text/csv")
+    return json_response(StatementOut.model_validate(found, from_attributes=True))
+
+
+# -- credit ---------------------------------------------------------------------------------
+
+
+@endpoint(
+    summary="Enrol for credit by binding a payment method",
+    body=EnrollIn,
+    response=CreditOut,
+    status=201,
+    errors=[errors.AlreadyEnrolled, errors.PaymentMethodInvalid],
+    auth=scopes.RESIDENT,
+)
+async def enroll(request: Request) -> Response:
+    ctx = app_context(request)
+    principal = await require(request, scopes.RESIDENT)
+    body = await read_json(request, EnrollIn)
+    subject_id = await auth_service.subject_for_request(principal, None)
+    insurance = body.insurance
+    await service.enroll(
+        ctx,
+        subject_id,
+        body.payment_method,
+        insured=insurance.insured if insurance else True,
+        deductible_met_fen=insurance.deductible_met_fen if insurance else 0,
+    )
+    return json_response(credit_out(await service.credit_summary(subject_id)), 201)
+
+
+def credit_out(summary: service.CreditSummary) -> CreditOut:
+    account = summary.account
+    return CreditOut(
+        account_id=account.id,
+        status=account.status,
+        limit_fen=account.limit_fen,
+        available_fen=summary.available_fen,
+        holds_fen=summary.holds_fen,
+        unpaid_fen=summary.unpaid_fen,
+        payment_method=account.payment_method,
+        insured=account.insured,
+        open_encounters=[
+            EncounterBrief(
+                id=e.id,
+                hospital_id=e.hospital_id,
+                department=e.department,
+                hold_fen=e.hold_fen,
+                charged_fen=e.charged_fen,
+                opened_at=e.opened_at,
+            )
+            for e in summary.open_encounters
+        ],
+        unpaid_bills=[bill_out(b) for b in summary.unpaid_bills],
+    )
+
+
+@endpoint(
+    summary="The resident's credit: limit, available, open encounters, unpaid bills",
+    response=CreditOut,
+    errors=[errors.NotEnrolled],
+    auth=scopes.RESIDENT,
+)
+async def credit_me(request: Request) -> Response:
+    principal = await require(request, scopes.RESIDENT)
+    subject_id = await auth_service.subject_for_request(principal, None)
+    return json_response(credit_out(await service.credit_summary(subject_id)))
+
+
+# -- encounters -----------------------------------------------------------------------------
+
+
+@endpoint(
+    summary="Scan the patient's code and open an encounter on credit (authorization hold)",
+    body=EncounterIn,
+    response=EncounterOut,
+    status=201,
+    errors=[
+        errors.CreditUnavailable,
+        errors.CodeRejected,
+        IdempotencyKeyRequired,
+        *IDEMPOTENT_ERRORS,
+    ],
+    auth=scopes.ENCOUNTERS_WRITE,
+    headers=IDEMPOTENCY,
+)
+async def open_encounter(request: Request) -> Response:
+    ctx = app_context(request)
+    principal = await require(request, scopes.ENCOUNTERS_WRITE)
+    body = await read_json(request, EncounterIn)
+
+    async def action() -> StoredResponse:
+        encounter = await service.open_encounter(
+            ctx,
+            hospital_id=_hospital_id(principal.tenant_id),
+            verifier_id=principal.id,
+            code=body.code,
+            department=body.department,
+        )
+        return StoredResponse(201, encounter_out(encounter).model_dump(mode="json"))
+
+    return await idempotent_json(request, ctx, owner=principal.id, action=action)
+
+
+@endpoint(
+    summary="An encounter of this hospital",
+    response=EncounterOut,
+    errors=[NotFound],
+    auth=scopes.ENCOUNTERS_WRITE,
+)
+async def get_encounter(request: Request) -> Response:
+    principal = await require(request, scopes.ENCOUNTERS_WRITE)
+    encounter = await service.get_encounter(
+        _hospital_id(principal.tenant_id), request.path_params["encounter_id"]
+    )
+    return json_response(encounter_out(encounter))
+
+
+@endpoint(
+    summary="Post an itemised charge (idempotent by charge_id); extends the hold as needed",
+    body=ChargeIn,
+    response=ChargeOut,
+    status=201,
+    errors=[
+        NotFound,
+        errors.CreditLimitExceeded,
+        errors.EncounterClosed,
+        *IDEMPOTENT_ERRORS,
+    ],
+    auth=scopes.ENCOUNTERS_WRITE,
+    headers=IDEMPOTENCY,
+)
+async def post_charge(request: Request) -> Response:
+    ctx = app_context(request)
+    principal = await require(request, scopes.ENCOUNTERS_WRITE)
+    body = await read_json(request, ChargeIn)
+
+    async def action() -> StoredResponse:
+        result = await service.post_charge(
+            ctx,
+            hospital_id=_hospital_id(principal.tenant_id),
+            encounter_id=request.path_params["encounter_id"],
+            charge_id=body.charge_id,
+            items=[service.ItemInput(**item.model_dump()) for item in body.items],
+        )
+        out = ChargeOut(
+            charge_id=result.charge.charge_id,
+            encounter_id=result.charge.encounter_id,
+            amount_fen=result.charge.amount_fen,
+            refunded_fen=result.charge.refunded_fen,
+            items=[ChargeItemOut.model_validate(i, from_attributes=True) for i in result.items],
+            hold_fen=result.encounter.hold_fen,
+            created_at=result.charge.created_at,
+        )
+        return StoredResponse(201 if result.created else 200, out.model_dump(mode="json"))
+
+    return await idempotent_json(request, ctx, owner=principal.id, action=action, required=False)
+
+
+@endpoint(
+    summary="Close and settle the encounter: split, bill, ledger, collect self-pay",
+    response=SettlementOut,
+    errors=[NotFound, errors.ProviderUnavailable, IdempotencyKeyRequired, *IDEMPOTENT_ERRORS],
+    auth=scopes.ENCOUNTERS_WRITE,
+    headers=IDEMPOTENCY,
+)
+async def close_encounter(request: Request) -> Response:
+    ctx = app_context(request)
+    principal = await require(request, scopes.ENCOUNTERS_WRITE)
+
+    async def action() -> StoredResponse:
+        bill = await service.close_encounter(
+            ctx,
+            hospital_id=_hospital_id(principal.tenant_id),
+            encounter_id=request.path_params["encounter_id"],
+        )
+        return StoredResponse(200, settlement_out(bill).model_dump(mode="json"))
+
+    return await idempotent_json(request, ctx, owner=principal.id, action=action)
+
+
+@endpoint(
+    summary="Refund part or all of a charge, before or after settlement (idempotent by refund_id)",
+    body=RefundIn,
+    response=RefundOut,
+    status=201,
+    errors=[
+        NotFound,
+        errors.RefundExceedsCharge,
+        errors.PaymentInProgress,
+        *IDEMPOTENT_ERRORS,
+    ],
+    auth=scopes.ENCOUNTERS_WRITE,
+    headers=IDEMPOTENCY,
+)
+async def refund(request: Request) -> Response:
+    ctx = app_context(request)
+    principal = await require(request, scopes.ENCOUNTERS_WRITE)
+    body = await read_json(request, RefundIn)
+
+    async def action() -> StoredResponse:
+        result = await service.refund_charge(
+            ctx,
+            hospital_id=_hospital_id(principal.tenant_id),
+            encounter_id=request.path_params["encounter_id"],
+            refund_id=body.refund_id,
+            charge_id=body.charge_id,
+            amount_fen=body.amount_fen,
+        )
+        out = refund_out(result.refund).model_dump(mode="json")
+        return StoredResponse(201 if result.created else 200, out)
+
+    return await idempotent_json(request, ctx, owner=principal.id, action=action, required=False)
+
+
+# -- bills ----------------------------------------------------------------------------------
+
+
+@endpoint(summary="The resident's bills with lines", response=BillList, auth=scopes.RESIDENT)
+async def list_bills(request: Request) -> Response:
+    principal = await require(request, scopes.RESIDENT)
+    subject_id = await auth_service.subject_for_request(principal, None)
+    views = await service.list_bills(subject_id)
+    return json_response(BillList(bills=[bill_view_out(v) for v in views]))
+
+
+@endpoint(
+    summary="One bill with its lines and insurance split",
+    response=BillOut,
+    errors=[NotFound],
+    auth=scopes.RESIDENT,
+)
+async def get_bill(request: Request) -> Response:
+    principal = await require(request, scopes.RESIDENT)
+    subject_id = await auth_service.subject_for_request(principal, None)
+    view = await service.bill_view(subject_id, request.path_params["bill_id"])
+    return json_response(bill_view_out(view))
+
+
+@endpoint(
+    summary="Pay a pending or overdue bill by hand (optionally with another payment method)",
+    body=PayIn,
+    response=BillOut,
+    errors=[
+        NotFound,
+        errors.PaymentDeclined,
+        errors.PaymentInProgress,
+        errors.PaymentMethodInvalid,
+        errors.ProviderUnavailable,
+    ],
+    auth=scopes.RESIDENT,
+)
+async def pay_bill(request: Request) -> Response:
+    ctx = app_context(request)
+    principal = await require(request, scopes.RESIDENT)
+    body = await read_json(request, PayIn) if await request.body() else PayIn()
+    subject_id = await auth_service.subject_for_request(principal, None)
+    view = await service.pay_bill(
+        ctx,
+        subject_id=subject_id,
+        bill_id=request.path_params["bill_id"],
+        payment_method=body.payment_method,
+    )
+    return json_response(bill_view_out(view))
+
+
+routes = [
+    Route("/v1/hospitals", create_hospital, methods=["POST"]),
+    Route("/v1/hospitals/me/webhook", set_webhook, methods=["PUT"]),
+    Route("/v1/hospitals/me/statements", statement, methods=["GET"]),
+    Route("/v1/credit/enroll", enroll, methods=["POST"]),
+    Route("/v1/credit/me", credit_me, methods=["GET"]),
+    Route("/v1/encounters", open_encounter, methods=["POST"]),
+    Route("/v1/encounters/{encounter_id}", get_encounter, methods=["GET"]),
+    Route("/v1/encounters/{encounter_id}/charges", post_charge, methods=["POST"]),
+    Route("/v1/encounters/{encounter_id}/close", close_encounter, methods=["POST"]),
+    Route("/v1/encounters/{encounter_id}/refunds", refund, methods=["POST"]),
+    Route("/v1/bills", list_bills, methods=["GET"]),
+    Route("/v1/bills/{bill_id}", get_bill, methods=["GET"]),
+    Route("/v1/bills/{bill_id}/pay", pay_bill, methods=["POST"]),
+]

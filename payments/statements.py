@@ -1,0 +1,141 @@
+"""A hospital's daily reconciliation statement, from the domain's records and from the ledger.
+
+The two must agree: `ledger` in the statement is computed from ledger entries only, the
+other totals from encounters, bills, refunds and collections.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import cast
+
+from payments import ledger
+from payments.models import Bill, Charge, Collection, Encounter, LedgerEntry, Refund
+
+
+@dataclass(frozen=True)
+class Totals:
+    count: int
+    amount_fen: int
+    insurance_fen: int
+    self_pay_fen: int
+
+
+@dataclass(frozen=True)
+class LedgerTotals:
+    """Net postings of the day's transfers for this hospital, per kind of account."""
+
+    hospital_fen: int
+    insurance_fund_fen: int
+    resident_fen: int
+    provider_clearing_fen: int
+
+
+@dataclass(frozen=True)
+class Statement:
+    hospital_id: str
+    date: date
+    encounters_opened: int
+    charges: Totals
+    settlements: Totals
+    refunds_before_settlement: Totals
+    refunds_after_settlement: Totals
+    collected_fen: int
+    paid_out_fen: int
+    outstanding_fen: int
+    ledger: LedgerTotals
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(0), tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def _totals(rows: list[tuple[int, int, int]]) -> Totals:
+    return Totals(
+        count=len(rows),
+        amount_fen=sum(r[0] for r in rows),
+        insurance_fen=sum(r[1] for r in rows),
+        self_pay_fen=sum(r[2] for r in rows),
+    )
+
+
+async def daily_statement(hospital_id: str, day: date) -> Statement:
+    start, end = day_bounds(day)
+    span = {"created_at__gte": start, "created_at__lt": end}
+    opened = await Encounter.filter(
+        hospital_id=hospital_id, opened_at__gte=start, opened_at__lt=end
+    ).count()
+    charges = cast(
+        list[int],
+        await Charge.filter(encounter__hospital_id=hospital_id, **span).values_list(
+            "amount_fen", flat=True
+        ),
+    )
+    bills = await Bill.filter(hospital_id=hospital_id, **span).values_list(
+        "total_fen", "insurance_fen", "self_pay_fen"
+    )
+    refunds = await Refund.filter(hospital_id=hospital_id, **span).values_list(
+        "amount_fen", "insurance_fen", "self_pay_fen", "after_settlement"
+    )
+    moved = await Collection.filter(
+        bill__hospital_id=hospital_id,
+        status="succeeded",
+        resolved_at__gte=start,
+        resolved_at__lt=end,
+    ).values_list("kind", "amount_fen")
+    unpaid = await Bill.filter(
+        hospital_id=hospital_id, status__in=("collecting", "payment_pending", "overdue"), **span
+    )
+    entries = await LedgerEntry.filter(
+        transfer__hospital_id=hospital_id,
+        transfer__created_at__gte=start,
+        transfer__created_at__lt=end,
+    ).values_list("account", "amount_fen")
+    by_kind: dict[str, int] = {}
+    for account, amount in entries:
+        kind = ledger.account_kind(account)
+        by_kind[kind] = by_kind.get(kind, 0) + amount
+    return Statement(
+        hospital_id=hospital_id,
+        date=day,
+        encounters_opened=opened,
+        charges=Totals(len(charges), sum(charges), 0, 0),
+        settlements=_totals([(int(a), int(b), int(c)) for a, b, c in bills]),
+        refunds_before_settlement=_totals([(a, i, s) for a, i, s, after in refunds if not after]),
+        refunds_after_settlement=_totals([(a, i, s) for a, i, s, after in refunds if after]),
+        collected_fen=sum(a for k, a in moved if k == "collect"),
+        paid_out_fen=sum(a for k, a in moved if k == "payout"),
+        outstanding_fen=sum(b.outstanding_fen for b in unpaid),
+        ledger=LedgerTotals(
+            hospital_fen=by_kind.get("hospital", 0),
+            insurance_fund_fen=by_kind.get(ledger.INSURANCE_FUND, 0),
+            resident_fen=by_kind.get("resident", 0),
+            provider_clearing_fen=by_kind.get(ledger.PROVIDER_CLEARING, 0),
+        ),
+    )
+
+
+def statement_csv(statement: Statement) -> str:
+    """One row per line of the statement: `section,count,amount_fen,insurance_fen,self_pay_fen`."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["section", "count", "amount_fen", "insurance_fen", "self_pay_fen"])
+    writer.writerow(["encounters_opened", statement.encounters_opened, "", "", ""])
+    for name in (
+        "charges",
+        "settlements",
+        "refunds_before_settlement",
+        "refunds_after_settlement",
+    ):
+        t: Totals = getattr(statement, name)
+        writer.writerow([name, t.count, t.amount_fen, t.insurance_fen, t.self_pay_fen])
+    writer.writerow(["collected", "", statement.collected_fen, "", statement.collected_fen])
+    writer.writerow(["paid_out", "", statement.paid_out_fen, "", statement.paid_out_fen])
+    writer.writerow(["outstanding", "", statement.outstanding_fen, "", statement.outstanding_fen])
+    for name, value in asdict(statement.ledger).items():
+        writer.writerow([f"ledger_{name.removesuffix('_fen')}", "", value, "", ""])
+    return out.getvalue()
