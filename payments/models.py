@@ -22,7 +22,7 @@ class Hospital(Model):
 
 
 class WebhookEndpoint(Model):
-    """Where a hospital wants its events. The signing secret is derived from the platform's
+    """Where a hospital wants its events. The signing secret is derived from the platform
     webhook key and `secret_version` (never stored), so rotating it bumps the version."""
 
     id = fields.IntField(pk=True)
@@ -175,8 +175,8 @@ class BillLine(Model):
 
 
 class Collection(Model):
-    """One attempt to move money through the provider; its id is the provider's
-    idempotency key, so repeating the call can never move the money twice."""
+    """One attempt to move money through the provider. Its id is the idempotency key
+    given to the provider, so repeating the call can never move the money twice."""
 
     id = fields.CharField(pk=True, max_length=40)
     bill: fields.ForeignKeyRelation[Bill] = fields.ForeignKeyField(
@@ -255,7 +255,7 @@ class LedgerEntry(Model):
 
 
 class OutboxEvent(Model):
-    """An event for a hospital's webhook, written in the transaction of the change."""
+    """An event for the webhook of a hospital, written in the transaction of the change."""
 
     id = fields.CharField(pk=True, max_length=40)
     hospital_id = fields.CharField(max_length=40, db_index=True)
@@ -291,7 +291,7 @@ class WebhookDelivery(Model):
 
 
 class SandboxOperation(Model):
-    """The sandbox processor's own books (stand-in for the card processor's side)."""
+    """The books of the sandbox processor (standing in for the card processor)."""
 
     key = fields.CharField(pk=True, max_length=60)
     kind = fields.CharField(max_length=16)

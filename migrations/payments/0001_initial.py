@@ -137,7 +137,7 @@ class Migration(migrations.Migration):
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('resolved_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'payments_collections', 'app': 'payments', 'pk_attr': 'id', 'table_description': "One attempt to move money through the provider; its id is the provider's"},
+            options={'table': 'payments_collections', 'app': 'payments', 'pk_attr': 'id', 'table_description': 'One attempt to move money through the provider. Its id is the idempotency key'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -187,7 +187,7 @@ class Migration(migrations.Migration):
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('delivered_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'payments_outbox', 'app': 'payments', 'pk_attr': 'id', 'table_description': "An event for a hospital's webhook, written in the transaction of the change."},
+            options={'table': 'payments_outbox', 'app': 'payments', 'pk_attr': 'id', 'table_description': 'An event for the webhook of a hospital, written in the transaction of the change.'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -220,7 +220,7 @@ class Migration(migrations.Migration):
                 ('attempts', fields.IntField(default=1)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'payments_sandbox_operations', 'app': 'payments', 'pk_attr': 'key', 'table_description': "The sandbox processor's own books (stand-in for the card processor's side)."},
+            options={'table': 'payments_sandbox_operations', 'app': 'payments', 'pk_attr': 'key', 'table_description': 'The books of the sandbox processor (standing in for the card processor).'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -247,7 +247,7 @@ class Migration(migrations.Migration):
                 ('secret_version', fields.IntField(default=1)),
                 ('updated_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'payments_webhook_endpoints', 'app': 'payments', 'pk_attr': 'id', 'table_description': "Where a hospital wants its events. The signing secret is derived from the platform's"},
+            options={'table': 'payments_webhook_endpoints', 'app': 'payments', 'pk_attr': 'id', 'table_description': 'Where a hospital wants its events. The signing secret is derived from the platform'},
             bases=['Model'],
         ),
     ]
