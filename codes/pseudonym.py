@@ -32,6 +32,11 @@ def _derive(secret: bytes, label: str, day: int) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
 
 
+def token_secret(root: bytes) -> bytes:
+    """The codes' own secret, derived from a deployment secret under its own label."""
+    return _derive(root, "token-root", 0)
+
+
 def gate_key(secret: bytes, day: int) -> bytes:
     """The key that opens tokens of `day`: given to gates in their offline bundle."""
     return _derive(secret, "gate-token", day)

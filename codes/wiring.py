@@ -1,7 +1,31 @@
-"""How the codes domain plugs into the application."""
+"""How the codes domain plugs into the application: routes, runtime, the revocation purge."""
 
 from __future__ import annotations
 
-from app.domain import Domain
+from datetime import timedelta
 
-DOMAIN = Domain(name="codes")
+from app.context import AppContext
+from app.domain import Domain, Job
+from codes import service
+from codes.models import CodeRevocation
+from codes.routes import routes
+
+
+async def startup(ctx: AppContext) -> None:
+    ctx.extensions[service.PURPOSE] = service.build_runtime(ctx)
+
+
+async def purge_revocations(ctx: AppContext) -> int:
+    # A revocation entry names codes that expired at `not_after`; a day later no gate
+    # that synced in between can still need it.
+    cutoff = ctx.clock.now() - timedelta(days=1)
+    deleted: int = await CodeRevocation.filter(not_after__lt=cutoff).delete()
+    return deleted
+
+
+DOMAIN = Domain(
+    name="codes",
+    routes=routes,
+    startup=startup,
+    jobs=[Job("codes-purge-revocations", 3600, purge_revocations)],
+)

@@ -1,0 +1,145 @@
+"""Request and response shapes of the codes endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal["green", "yellow", "red"]
+SubjectId = str
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CodeQuery(_In):
+    dependent_id: str | None = Field(default=None, max_length=64)
+    format: Literal["json", "png", "svg"] | None = None
+
+
+class IssuedCodeOut(BaseModel):
+    code: str = Field(description="The QR payload: SC1: + Base45 (docs/code-format.md)")
+    status: Status = Field(description="The status colour the code carries")
+    issued_at: datetime
+    expires_at: datetime
+    refresh_after: int = Field(description="Seconds after which the app fetches a new code")
+    refresh_at: datetime
+
+
+class JwkOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    kty: Literal["EC"]
+    crv: Literal["P-256"]
+    alg: Literal["ES256"]
+    use: Literal["sig"]
+    kid: str
+    x: str
+    y: str
+    code_kid: str = Field(description="Hex of the 4-byte key id codes carry")
+    exp: int | None = Field(
+        default=None, description="Retired key: unix time its verification window ends"
+    )
+
+
+class JwksOut(BaseModel):
+    keys: list[JwkOut]
+
+
+class VerifyIn(_In):
+    code: str = Field(max_length=1024)
+
+
+class SubjectOut(BaseModel):
+    masked_name: str | None
+    status: Status = Field(description="The subject's current status (not the one at issue)")
+    age_group: str | None
+
+
+class VerifyOut(BaseModel):
+    valid: bool
+    reason: str = Field(
+        description="ok, code_malformed, signature_invalid, unknown_key, code_expired, "
+        "code_not_yet_valid, code_revoked or code_replayed"
+    )
+    subject: SubjectOut | None
+    expires_at: datetime | None
+    issued_at: datetime | None
+    issued_status: Status | None = Field(description="The colour the code carries")
+    code_id: str | None
+
+
+class RevokeIn(_In):
+    dependent_id: str | None = Field(default=None, max_length=64)
+    subject_id: str | None = Field(default=None, max_length=64, description="admins only")
+
+
+class RevokeOut(BaseModel):
+    revoked_at: datetime
+    codes_revoked: int = Field(description="Codes issued so far that were still live")
+
+
+class RevocationsQuery(_In):
+    since: int = Field(default=0, ge=0, description="The `next_cursor` of the last page")
+    limit: int = Field(default=1000, ge=1, le=5000)
+
+
+class RevokedCodeOut(BaseModel):
+    cursor: int
+    code_id: str
+    not_after: datetime = Field(description="After this the code has expired anyway")
+
+
+class RevocationsOut(BaseModel):
+    since: int
+    next_cursor: int
+    has_more: bool
+    generated_at: datetime
+    entries: list[RevokedCodeOut]
+    jws: str = Field(
+        description="ES256 compact JWS (codes key, `kid` in its header) over this object "
+        "without `jws`; an offline gate trusts only the JWS payload"
+    )
+
+
+class StatusIn(_In):
+    status: Status
+    reason: str = Field(min_length=1, max_length=500)
+    valid_until: datetime | None = None
+
+
+class StatusEntryIn(StatusIn):
+    subject_id: SubjectId = Field(min_length=1, max_length=64)
+
+
+class StatusBatchIn(_In):
+    entries: list[StatusEntryIn] = Field(min_length=1, max_length=10_000)
+
+
+class StatusOut(BaseModel):
+    subject_id: str
+    status: Status = Field(description="The status in force now")
+    set_status: Status | None = Field(description="The status last set (before any revert)")
+    reason: str | None
+    valid_until: datetime | None
+    set_at: datetime | None
+
+
+class StatusBatchOut(BaseModel):
+    updated: int
+
+
+class StatusChangeOut(BaseModel):
+    status: Status
+    reason: str
+    valid_until: datetime | None
+    set_by: str
+    set_at: datetime
+
+
+class StatusHistoryOut(BaseModel):
+    subject_id: str
+    changes: list[StatusChangeOut]
