@@ -425,7 +425,14 @@ async def refresh(ctx: AppContext, refresh_token: str, meta: RequestMeta) -> Iss
         )
         raise RefreshReused()
     account = await Account.get(id=row.account_id)
-    return await _issue_pair(ctx, account, row.family_id, now)
+    pair = await _issue_pair(ctx, account, row.family_id, now)
+    # A concurrent presentation of the same token may have revoked the family between
+    # our claim and the new token's insert; checking after the insert closes that gap
+    # (the revocation either ran before this check or also caught the new token).
+    if await RefreshToken.filter(family_id=row.family_id, revoked_at__isnull=False).exists():
+        await revoke_family(ctx, row.family_id, now=now)
+        raise RefreshReused()
+    return pair
 
 
 def _family_key(ctx: AppContext, family_id: str) -> str:

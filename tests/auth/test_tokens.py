@@ -1,0 +1,177 @@
+"""Access-token verification rejects every token it did not issue, through the HTTP API."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from app.clock import FrozenClock
+from app.context import AppContext
+from tests.auth.checks import assert_problem, bearer
+from tests.factories import resident
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    head, body, _ = token.split(".")
+    pad = lambda s: s + "=" * (-len(s) % 4)  # noqa: E731
+    return (
+        json.loads(base64.urlsafe_b64decode(pad(head))),
+        json.loads(base64.urlsafe_b64decode(pad(body))),
+    )
+
+
+def hand_made(header: dict[str, Any], claims: dict[str, Any], sign: Any = None) -> str:
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    signature = sign(signing_input.encode()) if sign else b""
+    return f"{signing_input}.{b64(signature)}"
+
+
+async def me(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await client.get("/v1/residents/me", headers=bearer(token))
+
+
+def assert_rejected(response: httpx.Response, reason: str) -> None:
+    body = assert_problem(response, 401, "unauthorized")
+    assert body["reason"] == reason
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_issued_token_carries_the_documented_claims(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    someone = await resident(client, ctx)
+    header, claims = parts(someone.token)
+    assert header["alg"] == "ES256" and header["kid"] == ctx.keys.signing["tokens"].active().kid
+    assert claims["iss"] == ctx.settings.token_issuer
+    assert claims["aud"] == ctx.settings.token_audience
+    assert claims["sub"] == someone.account_id and claims["scope"] == "resident"
+    assert claims["exp"] - claims["iat"] == 900 and claims["jti"]
+    assert (await me(client, someone.token)).status_code == 200
+
+
+async def test_missing_or_non_bearer_authorization_is_401(client: httpx.AsyncClient) -> None:
+    assert_rejected(await client.get("/v1/residents/me"), "missing")
+    response = await client.get("/v1/residents/me", headers={"Authorization": "Basic YWJj"})
+    assert_rejected(response, "missing")
+
+
+@pytest.mark.parametrize("garbage", ["abc", "a.b.c", "...", "eyJ.eyJ.eyJ"])
+async def test_garbage_token_is_401_malformed(client: httpx.AsyncClient, garbage: str) -> None:
+    assert_rejected(await me(client, garbage), "malformed")
+
+
+async def test_alg_none_token_is_rejected(client: httpx.AsyncClient, ctx: AppContext) -> None:
+    someone = await resident(client, ctx)
+    header, claims = parts(someone.token)
+    forged = hand_made({"alg": "none", "typ": "JWT", "kid": header["kid"]}, claims)
+    assert_rejected(await me(client, forged), "algorithm_not_allowed")
+
+
+async def test_hs256_signed_with_the_public_key_is_rejected(
+    client: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    someone = await resident(client, ctx)
+    header, claims = parts(someone.token)
+    public_pem = (
+        ctx.keys.signing["tokens"]
+        .active()
+        .public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    forged = hand_made(
+        {"alg": "HS256", "typ": "JWT", "kid": header["kid"]},
+        claims,
+        lambda data: hmac.new(public_pem, data, hashlib.sha256).digest(),
+    )
+    assert_rejected(await me(client, forged), "algorithm_not_allowed")
+
+
+async def test_token_signed_by_a_foreign_key_with_a_foreign_kid_is_rejected(
+    client: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    someone = await resident(client, ctx)
+    _, claims = parts(someone.token)
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    forged = jwt.encode(claims, stranger, algorithm="ES256", headers={"kid": "attacker-1"})
+    assert_rejected(await me(client, forged), "unknown_key")
+
+
+async def test_token_signed_by_a_foreign_key_under_our_kid_is_rejected(
+    client: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    someone = await resident(client, ctx)
+    header, claims = parts(someone.token)
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    forged = jwt.encode(claims, stranger, algorithm="ES256", headers={"kid": header["kid"]})
+    assert_rejected(await me(client, forged), "signature_invalid")
+
+
+async def test_tampered_claims_break_the_signature(
+    client: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    someone = await resident(client, ctx)
+    head, _, signature = someone.token.split(".")
+    _, claims = parts(someone.token)
+    claims["scope"] = "admin"
+    tampered = f"{head}.{b64(json.dumps(claims).encode())}.{signature}"
+    assert_rejected(await me(client, tampered), "signature_invalid")
+
+
+async def test_expired_token_is_rejected(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    someone = await resident(client, ctx)
+    clock.advance(minutes=15, seconds=9)
+    assert (await me(client, someone.token)).status_code == 200  # inside the 10 s leeway
+    clock.advance(seconds=1)
+    assert_rejected(await me(client, someone.token), "expired")
+
+
+async def test_token_from_the_future_is_rejected(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    someone = await resident(client, ctx)
+    clock.advance(timedelta(seconds=-30))
+    assert_rejected(await me(client, someone.token), "not_yet_valid")
+
+
+def resign(ctx: AppContext, token: str, **changes: Any) -> str:
+    """Our own key, our own kid, different claims: only the claim checks can refuse it."""
+    header, claims = parts(token)
+    claims.update(changes)
+    key = ctx.keys.signing["tokens"].active()
+    return jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": header["kid"]})
+
+
+async def test_wrong_audience_is_rejected(client: httpx.AsyncClient, ctx: AppContext) -> None:
+    someone = await resident(client, ctx)
+    assert_rejected(await me(client, resign(ctx, someone.token, aud="other-api")), "wrong_audience")
+
+
+async def test_wrong_issuer_is_rejected(client: httpx.AsyncClient, ctx: AppContext) -> None:
+    someone = await resident(client, ctx)
+    assert_rejected(await me(client, resign(ctx, someone.token, iss="evil")), "wrong_issuer")
+
+
+async def test_token_without_expiry_is_rejected(client: httpx.AsyncClient, ctx: AppContext) -> None:
+    someone = await resident(client, ctx)
+    header, claims = parts(someone.token)
+    del claims["exp"]
+    key = ctx.keys.signing["tokens"].active()
+    token = jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": header["kid"]})
+    assert_rejected(await me(client, token), "malformed")
