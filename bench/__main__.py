@@ -35,6 +35,9 @@ def parse(argv: Sequence[str]) -> tuple[list[str], BenchOptions]:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up first")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds; the best of each counts"
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(names))
     if unknown:
@@ -45,6 +48,7 @@ def parse(argv: Sequence[str]) -> tuple[list[str], BenchOptions]:
         warmup_s=args.warmup,
         connections=args.connections,
         threads=args.threads,
+        rounds=args.rounds,
         database_url=os.environ.get("BENCH_DATABASE_URL", BenchOptions.database_url),
         redis_url=os.environ.get("BENCH_REDIS_URL", BenchOptions.redis_url),
     )
@@ -60,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(
         f"# backend: {opts.backend_name}; wrk -t{opts.threads} -c{opts.connections} "
-        f"-d{opts.duration_s:g}s (after {opts.warmup_s:g}s warm-up); "
+        f"-d{opts.duration_s:g}s (after {opts.warmup_s:g}s warm-up), best of "
+        f"{opts.rounds} interleaved rounds; "
         "server on core 0, wrk on core 1",
         flush=True,
     )

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ class BenchOptions:
     warmup_s: float = 2.0
     connections: int = 32
     threads: int = 1
+    rounds: int = 3
     database_url: str = DEFAULT_BENCH_DATABASE_URL
     redis_url: str = DEFAULT_BENCH_REDIS_URL
 
@@ -179,6 +180,15 @@ class Server:
     def cleanup(self) -> None:
         shutil.rmtree(self.var_dir, ignore_errors=True)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process and its reaped children so far."""
+        if self.process is None:
+            raise BenchError(f"{self.name} server is not running")
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # utime, stime, cutime, cstime are fields 14-17 of stat(5); [0] here is field 3.
+        ticks = sum(int(f) for f in fields[11:15])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -256,6 +266,9 @@ class WrkResult:
     non_2xx: int
     errors: int
     duration_s: float
+    # Server CPU time per request (user + system), when `run_wrk` was given the server:
+    # unlike requests/s it barely moves when other processes share the machine.
+    cpu_us: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -354,6 +367,7 @@ def run_wrk(
     threads: int = 1,
     warmup_s: float = 0.0,
     timeout_s: float = 5.0,
+    server: Server | None = None,
 ) -> WrkResult:
     """Drive `url` with wrk pinned to `WRK_CPU`. Either `method`/`headers`/`body` (the same
     request every time) or a `lua_script` (e.g. `lua_cycle(...)`); scripts must not
@@ -366,13 +380,18 @@ def run_wrk(
     try:
         if warmup_s > 0:
             _wrk(wrk, url, script_path, warmup_s, connections, threads, timeout_s)
+        cpu_before = server.cpu_seconds() if server is not None else None
         out = _wrk(wrk, url, script_path, duration_s, connections, threads, timeout_s)
+        cpu_after = server.cpu_seconds() if server is not None else None
     finally:
         os.unlink(script_path)
     for line in out.splitlines():
         if line.startswith("WRK_RESULT "):
             n, dur_us, status, sock, timeouts, p50_us, p99_us = line.split()[1:]
             duration = int(dur_us) / 1e6
+            cpu_us = None
+            if cpu_before is not None and cpu_after is not None and int(n):
+                cpu_us = (cpu_after - cpu_before) / int(n) * 1e6
             return WrkResult(
                 rps=int(n) / duration if duration else 0.0,
                 p50_ms=float(p50_us) / 1000,
@@ -381,6 +400,7 @@ def run_wrk(
                 non_2xx=int(status),
                 errors=int(sock) + int(timeouts),
                 duration_s=duration,
+                cpu_us=cpu_us,
             )
     raise BenchError(f"wrk printed no result:\n{out}")
 
@@ -410,6 +430,23 @@ def _wrk(
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done.stdout
+
+
+def best_of(runs: Mapping[str, Callable[[], WrkResult]], rounds: int) -> list[Row]:
+    """Run each measurement `rounds` times, interleaved (a, b, a, b, ...), and keep each
+    one's best round by requests/s: other load on the machine only ever slows a round
+    down, and interleaving spreads what it does over every measurement alike."""
+    best: dict[str, WrkResult] = {}
+    for _ in range(max(1, rounds)):
+        for label, measure in runs.items():
+            result = measure()
+            if not result.ok:
+                raise BenchError(
+                    f"{label}: {result.non_2xx} non-2xx answers, {result.errors} socket errors"
+                )
+            if label not in best or result.rps > best[label].rps:
+                best[label] = result
+    return [Row(label, best[label]) for label in runs]
 
 
 # -- reporting ---------------------------------------------------------------------
