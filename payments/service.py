@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from tortoise.exceptions import IntegrityError
+from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
 from app.context import AppContext
@@ -128,11 +129,14 @@ async def emit(hospital_id: str, event_type: str, data: dict[str, Any], now: dat
 
 
 async def account_balances() -> dict[str, int]:
-    rows = await LedgerEntry.all().values_list("account", "amount_fen")
-    balances: dict[str, int] = {}
-    for account, amount in rows:
-        balances[account] = balances.get(account, 0) + amount
-    return balances
+    """Each account's balance, summed by the database (the invariant tests compare it
+    with the entries summed one by one)."""
+    rows = (
+        await LedgerEntry.annotate(balance=Sum("amount_fen"))
+        .group_by("account")
+        .values_list("account", "balance")
+    )
+    return {str(account): int(balance) for account, balance in rows}
 
 
 async def ledger_rows() -> list[ledger.EntryRow]:
@@ -428,16 +432,15 @@ async def close_encounter(
         encounter = await Encounter.filter(id=encounter_id).select_for_update().get()
         if encounter.status != "open":
             return await Bill.get(encounter_id=encounter_id)
-        charges = await Charge.filter(encounter_id=encounter_id).order_by("created_at", "id")
-        items = await ChargeItem.filter(charge_id__in=[c.id for c in charges]).order_by(
-            "charge_id", "position"
-        )
+        charges = {c.id: c for c in await Charge.filter(encounter_id=encounter_id)}
+        # Item ids grow with insertion, so the bill lists items in the order they were posted.
+        items = await ChargeItem.filter(charge_id__in=list(charges)).order_by("id")
         by_charge: dict[str, list[ChargeItem]] = {}
         for item in items:
             by_charge.setdefault(item.charge_id, []).append(item)
         billed: list[tuple[Charge, ChargeItem, int]] = []
-        for charge in charges:
-            own = by_charge.get(charge.id, [])
+        for charge_key, own in by_charge.items():
+            charge = charges[charge_key]
             # Refunds made before settlement come off the charge's items in proportion.
             cuts = allot(charge.refunded_fen, [i.amount_fen for i in own])
             billed += [(charge, i, i.amount_fen - cut) for i, cut in zip(own, cuts, strict=True)]

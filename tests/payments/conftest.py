@@ -3,6 +3,7 @@ encounters and charges, all built through the HTTP API."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import uuid
 from dataclasses import dataclass
@@ -21,6 +22,38 @@ _SEQ = itertools.count(1)
 class Hospital:
     id: str
     headers: dict[str, str]
+    client_id: str
+    client_secret: str
+
+
+async def hospital_token(client: httpx.AsyncClient, client_id: str, client_secret: str) -> str:
+    token = await client.post(
+        "/v1/auth/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+        },
+    )
+    assert token.status_code == 200, token.text
+    access: str = token.json()["access_token"]
+    return access
+
+
+async def refreshed(client: httpx.AsyncClient, where: Hospital) -> Hospital:
+    """The same hospital with a new access token (after the clock moved past its expiry)."""
+    token = await hospital_token(client, where.client_id, where.client_secret)
+    return dataclasses.replace(where, headers={"Authorization": f"Bearer {token}"})
+
+
+async def relogged(client: httpx.AsyncClient, person: Resident) -> Resident:
+    """The same resident with fresh tokens from the refresh grant."""
+    response = await client.post("/v1/auth/refresh", json={"refresh_token": person.refresh_token})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return dataclasses.replace(
+        person, token=body["access_token"], refresh_token=body["refresh_token"]
+    )
 
 
 async def hospital(client: httpx.AsyncClient, ctx: AppContext, name: str = "中山医院") -> Hospital:
@@ -28,16 +61,11 @@ async def hospital(client: httpx.AsyncClient, ctx: AppContext, name: str = "中�
     created = await client.post("/v1/hospitals", json={"name": name}, headers=admin.headers)
     assert created.status_code == 201, created.text
     body = created.json()
-    token = await client.post(
-        "/v1/auth/token",
-        json={
-            "grant_type": "client_credentials",
-            "client_id": body["client"]["client_id"],
-            "client_secret": body["client"]["client_secret"],
-        },
+    creds = body["client"]
+    token = await hospital_token(client, creds["client_id"], creds["client_secret"])
+    return Hospital(
+        body["id"], {"Authorization": f"Bearer {token}"}, creds["client_id"], creds["client_secret"]
     )
-    assert token.status_code == 200, token.text
-    return Hospital(body["id"], {"Authorization": f"Bearer {token.json()['access_token']}"})
 
 
 async def patient(
@@ -145,3 +173,51 @@ async def refund(
 
 def payments_runtime(ctx: AppContext) -> PaymentsRuntime:
     return runtime(ctx)
+
+
+async def check_books() -> None:
+    """The ledger's invariants, and the ledger against the bills and the sandbox's books."""
+    from payments import ledger
+    from payments.models import Bill, Collection, LedgerTransfer, SandboxOperation
+    from payments.service import account_balances, ledger_rows
+
+    rows = await ledger_rows()
+    balances = await account_balances()
+    assert ledger.invariant_violations(rows, balances) == []
+    keys = await LedgerTransfer.all().values_list("key", flat=True)
+    assert len(keys) == len(set(keys)), "a transfer key was posted twice"
+    bills = await Bill.all()
+    expected: dict[str, int] = {}
+    for b in bills:
+        for account, amount in (
+            (
+                ledger.resident_account(b.subject_id),
+                b.self_pay_fen - b.refunded_self_pay_fen - b.collected_fen + b.paid_out_fen,
+            ),
+            (
+                ledger.hospital_account(b.hospital_id),
+                -(b.total_fen - b.refunded_insurance_fen - b.refunded_self_pay_fen),
+            ),
+            (ledger.INSURANCE_FUND, b.insurance_fen - b.refunded_insurance_fen),
+            (ledger.PROVIDER_CLEARING, b.collected_fen - b.paid_out_fen),
+        ):
+            expected[account] = expected.get(account, 0) + amount
+    assert {k: v for k, v in balances.items() if v} == {k: v for k, v in expected.items() if v}
+    # The processor's side: what it moved per bill is what the bill says was moved.
+    ops = {o.key: o for o in await SandboxOperation.all()}
+    for b in bills:
+        collections = await Collection.filter(bill_id=b.id)
+        moved_in = sum(
+            ops[c.id].amount_fen
+            for c in collections
+            if c.kind == "collect" and c.id in ops and ops[c.id].outcome == "succeeded"
+        )
+        moved_out = sum(
+            ops[c.id].amount_fen
+            for c in collections
+            if c.kind == "payout" and c.id in ops and ops[c.id].outcome == "succeeded"
+        )
+        settled = [c for c in collections if c.status == "succeeded"]
+        assert moved_in == b.collected_fen or any(c.status == "pending" for c in collections)
+        assert moved_out == b.paid_out_fen or any(c.status == "pending" for c in collections)
+        assert len({c.id for c in settled}) == len(settled)
