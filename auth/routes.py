@@ -325,7 +325,7 @@ async def get_dependents(request: Request) -> Response:
 )
 async def post_consent(request: Request) -> Response:
     principal = await require(request, sc.RESIDENT)
-    code, expires = await service.give_consent(app_context(request), principal)
+    code, expires = await service.give_consent(app_context(request), principal, _meta(request))
     return json_response(
         ConsentOut(consent_code=code, expires_at=expires), status=201, headers=NO_STORE
     )

@@ -814,7 +814,9 @@ async def list_dependents(principal: Principal) -> list[DependentView]:
     return [DependentView(subjects[g.subject_id], g.relation) for g in links]
 
 
-async def give_consent(ctx: AppContext, principal: Principal) -> tuple[str, datetime]:
+async def give_consent(
+    ctx: AppContext, principal: Principal, meta: RequestMeta
+) -> tuple[str, datetime]:
     """A single-use code the holder hands a relative so the relative may add them as a
     dependent (see docs/auth.md, "Dependents and consent")."""
     _require_resident(principal)
@@ -831,7 +833,10 @@ async def give_consent(ctx: AppContext, principal: Principal) -> tuple[str, date
         expires_at=expires,
         created_at=now,
     )
-    await audit("consent_given", now=now, actor=account.id, target=account.subject_id)
+    await audit(
+        "consent_given", now=now, actor=account.id, target=account.subject_id,
+        request_id=meta.request_id, ip=meta.ip,
+    )  # fmt: skip
     return code, expires
 
 
