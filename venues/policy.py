@@ -1,0 +1,134 @@
+"""The gate decision: a venue's policy applied to what is known about one scan (pure).
+
+Entry scans are decided in this order, and the first failing step is the reason:
+
+1. the code itself (`codes` reasons: `code_expired`, `code_replayed`, ...)
+2. health-status colour not in `allowed_statuses`  -> `status_not_allowed`
+3. younger than `min_age`                           -> `under_min_age`
+4. `reservation_required` and no reservation whose slot window (from
+   `early_entry` before the slot starts to its end) contains now -> `reservation_required`
+5. `anti_passback` and the holder is inside already -> `already_inside`
+6. `reentry_allowed` off and the holder left earlier that day -> `reentry_not_allowed`
+7. occupancy at capacity                            -> `venue_full`
+
+Exits need a valid code only. Steps 5 and 7 are decided here on a snapshot and then
+enforced again atomically by the service (the snapshot may be stale under concurrency).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+STATUSES = ("green", "yellow", "red")
+ADMIT, DENY = "admit", "deny"
+OK = "ok"
+STATUS_NOT_ALLOWED = "status_not_allowed"
+UNDER_MIN_AGE = "under_min_age"
+RESERVATION_REQUIRED = "reservation_required"
+ALREADY_INSIDE = "already_inside"
+REENTRY_NOT_ALLOWED = "reentry_not_allowed"
+VENUE_FULL = "venue_full"
+# Age groups a code may carry when no birth date is at hand (offline gates).
+AGE_GROUP_MIN_AGE = {"child": 0, "minor": 0, "adult": 18, "senior": 60}
+
+
+@dataclass(frozen=True)
+class VenuePolicy:
+    allowed_statuses: frozenset[str] = frozenset({"green"})
+    reservation_required: bool = False
+    anti_passback: bool = True
+    reentry_allowed: bool = True
+    min_age: int | None = None
+
+
+@dataclass(frozen=True)
+class SlotWindow:
+    starts_at: datetime
+    ends_at: datetime
+
+
+@dataclass(frozen=True)
+class ScanFacts:
+    """What the gate and the server know at the moment of one scan."""
+
+    now: datetime
+    code_valid: bool
+    code_reason: str
+    status: str | None = None
+    age: int | None = None
+    reservations: Sequence[SlotWindow] = field(default_factory=tuple)
+    inside: bool = False
+    exited_today: bool = False
+    occupancy: int = 0
+    capacity: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str
+    reason: str
+
+    @property
+    def admitted(self) -> bool:
+        return self.decision == ADMIT
+
+
+def admit() -> Decision:
+    return Decision(ADMIT, OK)
+
+
+def deny(reason: str) -> Decision:
+    return Decision(DENY, reason)
+
+
+def reservation_covers(window: SlotWindow, now: datetime, early_entry: timedelta) -> bool:
+    """A reservation admits from `early_entry` before its slot until the slot ends."""
+    return window.starts_at - early_entry <= now < window.ends_at
+
+
+def current_reservation(
+    windows: Sequence[SlotWindow], now: datetime, early_entry: timedelta
+) -> SlotWindow | None:
+    for window in windows:
+        if reservation_covers(window, now, early_entry):
+            return window
+    return None
+
+
+def age_on(birth_date: date, day: date) -> int:
+    """Completed years on `day` (a 29 February birthday counts on 1 March in common years)."""
+    years = day.year - birth_date.year
+    if (day.month, day.day) < (birth_date.month, birth_date.day):
+        years -= 1
+    return years
+
+
+def decide_entry(policy: VenuePolicy, facts: ScanFacts, early_entry: timedelta) -> Decision:
+    """Admit or deny an entry scan; see the module docstring for the order."""
+    if not facts.code_valid:
+        return deny(facts.code_reason)
+    if facts.status not in policy.allowed_statuses:
+        return deny(STATUS_NOT_ALLOWED)
+    if policy.min_age is not None and (facts.age is None or facts.age < policy.min_age):
+        # An unknown age cannot prove the minimum, so it is refused like a young one.
+        return deny(UNDER_MIN_AGE)
+    if policy.reservation_required and (
+        current_reservation(facts.reservations, facts.now, early_entry) is None
+    ):
+        return deny(RESERVATION_REQUIRED)
+    if policy.anti_passback and facts.inside:
+        return deny(ALREADY_INSIDE)
+    if not policy.reentry_allowed and facts.exited_today and not facts.inside:
+        return deny(REENTRY_NOT_ALLOWED)
+    if facts.occupancy >= facts.capacity:
+        return deny(VENUE_FULL)
+    return admit()
+
+
+def decide_exit(facts: ScanFacts) -> Decision:
+    """Exits are let through on any valid code; occupancy never drops below zero."""
+    if not facts.code_valid:
+        return deny(facts.code_reason)
+    return admit()

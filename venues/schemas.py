@@ -1,0 +1,291 @@
+"""Request and response shapes of the venues endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Status = Literal["green", "yellow", "red"]
+Direction = Literal["in", "out"]
+GateDirection = Literal["in", "out", "both"]
+Id = str
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _green_only() -> list[Status]:
+    return ["green"]
+
+
+class PolicyIn(_In):
+    allowed_statuses: list[Status] = Field(default_factory=_green_only, min_length=1)
+    reservation_required: bool = False
+    anti_passback: bool = True
+    reentry_allowed: bool = True
+    min_age: int | None = Field(default=None, ge=0, le=120)
+
+
+class PolicyOut(BaseModel):
+    allowed_statuses: list[Status]
+    reservation_required: bool
+    anti_passback: bool
+    reentry_allowed: bool
+    min_age: int | None
+
+
+class VenueIn(_In):
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["museum", "library", "theatre", "sports", "gallery", "other"]
+    district: str = Field(default="", max_length=100)
+    address: str = Field(default="", max_length=300)
+    opening_hours: dict[str, str] = Field(
+        default_factory=dict, description='Per weekday, e.g. {"tue": "09:00-17:00"}'
+    )
+    capacity: int = Field(gt=0, le=1_000_000)
+    policy: PolicyIn = Field(default_factory=PolicyIn)
+
+
+class VenuePatch(_In):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    district: str | None = Field(default=None, max_length=100)
+    address: str | None = Field(default=None, max_length=300)
+    opening_hours: dict[str, str] | None = None
+    capacity: int | None = Field(default=None, gt=0, le=1_000_000)
+    policy: PolicyIn | None = None
+
+
+class VenueOut(BaseModel):
+    id: Id
+    name: str
+    kind: str
+    district: str
+    address: str
+    opening_hours: dict[str, str]
+    capacity: int
+    occupancy: int
+    policy: PolicyOut
+    created_at: datetime
+    updated_at: datetime
+
+
+class VenueList(BaseModel):
+    items: list[VenueOut]
+
+
+class GateIn(_In):
+    name: str = Field(min_length=1, max_length=100)
+    direction: GateDirection = "both"
+
+
+class GateOut(BaseModel):
+    id: Id
+    venue_id: Id
+    name: str
+    direction: GateDirection
+    client_id: str
+    client_secret: str = Field(description="Shown only in this response")
+    scope: str
+
+
+class SlotIn(_In):
+    starts_at: datetime
+    ends_at: datetime
+    capacity: int = Field(gt=0, le=100_000)
+    walk_in: int = Field(default=0, ge=0, description="Places kept back from online booking")
+
+
+class SlotOut(BaseModel):
+    id: Id
+    venue_id: Id
+    starts_at: datetime
+    ends_at: datetime
+    capacity: int
+    walk_in: int
+    booked: int
+    available: int = Field(description="Places still bookable online")
+
+
+class SlotList(BaseModel):
+    items: list[SlotOut]
+
+
+class SlotQuery(_In):
+    day: str | None = Field(
+        default=None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="Local day (YYYY-MM-DD)"
+    )
+
+
+class ReservationIn(_In):
+    slot_id: Id = Field(max_length=40)
+    dependents: list[Id] = Field(default_factory=list, max_length=20)
+
+
+class ReservationOut(BaseModel):
+    id: Id
+    slot_id: Id
+    venue_id: Id
+    starts_at: datetime
+    ends_at: datetime
+    party_size: int
+    status: Literal["booked", "cancelled", "no_show"]
+    created_at: datetime
+    cancelled_at: datetime | None
+
+
+class ScanIn(_In):
+    scan_id: str = Field(min_length=1, max_length=80)
+    code: str = Field(min_length=1, max_length=1024)
+    direction: Direction
+    scanned_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _aware(self) -> ScanIn:
+        if self.scanned_at is not None and self.scanned_at.tzinfo is None:
+            raise ValueError("scanned_at needs a timezone (RFC 3339)")
+        return self
+
+
+class Display(BaseModel):
+    masked_name: str | None
+    status: Status | None
+
+
+class ScanOut(BaseModel):
+    scan_id: str
+    decision: Literal["admit", "deny"]
+    reason: str
+    display: Display
+    occupancy: int
+    capacity: int
+    direction: Direction
+    scanned_at: datetime
+
+
+class AnnulOut(BaseModel):
+    scan_id: str
+    annulled_at: datetime
+    occupancy: int
+
+
+class BundleOut(BaseModel):
+    bundle: str = Field(description="Compact ES256 JWS; verify with GET /v1/gates/bundle/keys")
+    kid: str
+    expires_at: datetime
+    document: dict[str, Any] = Field(description="The signed payload, decoded for convenience")
+
+
+class JwksOut(BaseModel):
+    keys: list[dict[str, Any]]
+
+
+class OfflineScanIn(_In):
+    scan_id: str = Field(min_length=1, max_length=80)
+    code: str = Field(min_length=1, max_length=1024)
+    direction: Direction
+    scanned_at: datetime
+    decision: Literal["admit", "deny"]
+    reason: str = Field(default="ok", max_length=40)
+
+    @model_validator(mode="after")
+    def _aware(self) -> OfflineScanIn:
+        if self.scanned_at.tzinfo is None:
+            raise ValueError("scanned_at needs a timezone (RFC 3339)")
+        return self
+
+
+class SyncIn(_In):
+    scans: list[OfflineScanIn] = Field(min_length=1, max_length=1000)
+
+
+class SyncResult(BaseModel):
+    scan_id: str
+    outcome: Literal["recorded", "duplicate", "conflict"]
+    conflicts: list[str]
+
+
+class SyncOut(BaseModel):
+    recorded: int
+    duplicates: int
+    conflicts: list[SyncResult] = Field(description="Scans with at least one conflict")
+    results: list[SyncResult]
+    occupancy: int
+
+
+class PlaceCodeQuery(_In):
+    format: Literal["json", "png", "svg"] | None = None
+    size: Literal["screen", "poster"] = "screen"
+
+
+class PlaceCodeOut(BaseModel):
+    venue_id: Id
+    name: str
+    place_code: str
+
+
+class CheckinIn(_In):
+    place_code: str = Field(min_length=1, max_length=1024)
+    dependent_id: str | None = Field(default=None, max_length=64)
+
+
+class VenueBrief(BaseModel):
+    id: Id
+    name: str
+    kind: str
+    address: str
+
+
+class CheckinOut(BaseModel):
+    visit_id: int
+    venue: VenueBrief
+    display: Display
+    checked_in_at: datetime
+
+
+class OccupancyOut(BaseModel):
+    venue_id: Id
+    occupancy: int
+    capacity: int
+    available: int
+
+
+class EntriesQuery(_In):
+    gate_id: str | None = Field(default=None, max_length=40)
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: int | None = Field(default=None, ge=0, description="next_cursor of the last page")
+
+
+class EntryOut(BaseModel):
+    id: int
+    scan_id: str
+    gate_id: str
+    direction: Direction
+    decision: Literal["admit", "deny"]
+    reason: str
+    masked_name: str | None
+    status: Status | None
+    offline: bool
+    scanned_at: datetime
+    recorded_at: datetime
+    annulled_at: datetime | None
+
+
+class EntryPage(BaseModel):
+    items: list[EntryOut]
+    next_cursor: int | None
+
+
+class VisitOut(BaseModel):
+    kind: Literal["checkin", "entry"]
+    venue_id: Id
+    venue_name: str
+    at: datetime
+
+
+class VisitList(BaseModel):
+    items: list[VisitOut]
