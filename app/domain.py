@@ -4,7 +4,7 @@ demo data. Each domain exposes one `DOMAIN` in its `wiring.py`; the factory coll
 from __future__ import annotations
 
 import argparse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,3 +42,6 @@ class Domain:
     # Creates this domain's demo objects and returns its part of demo-credentials.json.
     seed_demo: Callable[[AppContext, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
     commands: Sequence[Command] = field(default_factory=tuple)
+    # Exact paths that accept request bodies above settings.max_body_bytes -> their limit
+    # (e.g. a 10,000-entry batch); every other path keeps the global limit.
+    body_limits: Mapping[str, int] = field(default_factory=dict)

@@ -122,7 +122,12 @@ def create_app(
     app = Starlette(
         routes=route_table,
         middleware=[
-            Middleware(PlatformMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+            Middleware(
+                PlatformMiddleware,
+                max_body_bytes=settings.max_body_bytes,
+                metrics=metrics,
+                body_limits={p: n for d in domains for p, n in d.body_limits.items()},
+            )
         ],
         exception_handlers=exception_handlers,
         lifespan=lifespan,

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,10 +25,18 @@ def request_id_of(scope: Scope) -> str | None:
 
 
 class PlatformMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        metrics: Metrics,
+        body_limits: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        self.body_limits = dict(body_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,7 +58,7 @@ class PlatformMiddleware:
             await send(message)
 
         received = 0
-        limit = self.max_body_bytes
+        limit = self.body_limits.get(scope["path"], self.max_body_bytes)
 
         async def receive_limited() -> Message:
             nonlocal received
