@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from app.errors import DependencyUnavailable
 
@@ -164,6 +164,9 @@ class RedisStore:
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return await fn(*args, **kwargs)
+        except ResponseError:
+            # Redis answered: a wrong type or a failing script is a bug, not an outage.
+            raise
         except (TimeoutError, RedisError, OSError) as exc:
             raise DependencyUnavailable("the key-value store (Redis) did not answer") from exc
 

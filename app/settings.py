@@ -57,12 +57,14 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         app_env = env.get("APP_ENV", "dev")
+        var_dir = Path(env.get("VAR_DIR") or "var")
         settings = cls(
             app_env=app_env,
-            database_url=env.get("DATABASE_URL", cls.database_url),
+            # The default SQLite file lives in VAR_DIR with the keys and demo credentials.
+            database_url=env.get("DATABASE_URL") or f"sqlite://{var_dir}/suishen.db",
             redis_url=env.get("REDIS_URL") or None,
-            var_dir=Path(env.get("VAR_DIR", "var")),
-            key_dir=Path(env.get("KEY_DIR") or Path(env.get("VAR_DIR", "var")) / "keys"),
+            var_dir=var_dir,
+            key_dir=Path(env.get("KEY_DIR") or var_dir / "keys"),
             sms_backend=env.get("SMS_BACKEND", "console"),
             payment_provider=env.get("PAYMENT_PROVIDER", "sandbox"),
             host=env.get("HOST", cls.host),
