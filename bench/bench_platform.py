@@ -28,6 +28,7 @@ def run(opts: BenchOptions) -> Report:
                 warmup_s=opts.warmup_s,
                 connections=opts.connections,
                 threads=opts.threads,
+                server=server,
             )
 
         rows = best_of(

@@ -484,6 +484,16 @@ class Report:
         return self.row(self.measured).result.rps / base if base else None
 
     @property
+    def cpu_ratio(self) -> float | None:
+        """The ratio requests/s would have on a quiet machine: baseline CPU per request
+        over the measured one's."""
+        if self.baseline is None or self.measured is None:
+            return None
+        base = self.row(self.baseline).result.cpu_us
+        measured = self.row(self.measured).result.cpu_us
+        return base / measured if base and measured else None
+
+    @property
     def goal_met(self) -> bool | None:
         ratio = self.ratio
         if ratio is None or self.goal_ratio is None:
@@ -492,20 +502,22 @@ class Report:
 
 
 def report(rep: Report) -> str:
-    """Format a report as a table; the ratio column is against the baseline row."""
+    """Format a report as a table; `vs base` is requests/s against the baseline row, and
+    `cpu us` the server's CPU time per request when it was measured."""
     base = rep.row(rep.baseline).result if rep.baseline else None
     width = max(12, *(len(r.label) for r in rep.rows))
     lines = [
         f"== {rep.title}",
         f"{'':<{width}}  {'req/s':>10}  {'p50 ms':>8}  {'p99 ms':>8}  {'vs base':>8}"
-        f"  {'failed':>8}",
+        f"  {'cpu us':>8}  {'failed':>7}",
     ]
     for row in rep.rows:
         r = row.result
         vs = f"{r.rps / base.rps:.3f}" if base and base.rps else "-"
+        cpu = f"{r.cpu_us:.1f}" if r.cpu_us is not None else "-"
         lines.append(
             f"{row.label:<{width}}  {r.rps:>10.0f}  {r.p50_ms:>8.2f}  {r.p99_ms:>8.2f}"
-            f"  {vs:>8}  {r.non_2xx + r.errors:>8}"
+            f"  {vs:>8}  {cpu:>8}  {r.non_2xx + r.errors:>7}"
         )
     ratio = rep.ratio
     if ratio is not None:
@@ -513,6 +525,11 @@ def report(rep: Report) -> str:
         if rep.goal_ratio is not None:
             verdict = f" (goal >= {rep.goal_ratio:.2f}: {'met' if rep.goal_met else 'MISSED'})"
         lines.append(f"ratio {rep.measured} / {rep.baseline} = {ratio:.3f}{verdict}")
+        cpu_ratio = rep.cpu_ratio
+        if cpu_ratio is not None:
+            lines.append(
+                f"cpu ratio (baseline cpu/request over {rep.measured}'s) = {cpu_ratio:.3f}"
+            )
     lines.extend(f"note: {n}" for n in rep.notes)
     return "\n".join(lines)
 
