@@ -41,6 +41,7 @@ _ID_CHARS = 2 * codec.TOKEN_BYTES
 _STATUS_TTL_MS = 24 * 3600 * 1000
 _CACHE_LIMIT = 200_000
 _REVOKED_MARK = "!revoked"
+_KV_FANOUT = 16
 
 
 # -- runtime: configuration and per-process caches ------------------------------------
@@ -489,9 +490,10 @@ async def _cache_statuses(ctx: AppContext, records: Sequence[StatusRecord]) -> N
             [record.version, _encode_status(record), _STATUS_TTL_MS],
         )
 
-    # Bounded concurrency: a 10,000-entry batch must not open 10,000 Redis connections.
-    for start in range(0, len(records), 200):
-        await asyncio.gather(*(put(r) for r in records[start : start + 200]))
+    # Bounded concurrency: each in-flight call holds a Redis connection, and a burst of
+    # hundreds of new connections trips the store's connect timeout.
+    for start in range(0, len(records), _KV_FANOUT):
+        await asyncio.gather(*(put(r) for r in records[start : start + _KV_FANOUT]))
 
 
 async def set_status(
@@ -666,11 +668,11 @@ async def revoke_codes(ctx: AppContext, subject_id: str, *, actor: str) -> Revoc
         [int(now.timestamp()), cutoff_ttl_ms],
     )
     code_ids = [c for c in (listed.decode().split(",") if listed else []) if len(c) == _ID_CHARS]
-    for start in range(0, len(code_ids), 50):
+    for start in range(0, len(code_ids), _KV_FANOUT):
         await asyncio.gather(
             *(
                 ctx.kv.set(_seen_key(ctx, subject_id, c), _REVOKED_MARK, cutoff_ttl_ms)
-                for c in code_ids[start : start + 50]
+                for c in code_ids[start : start + _KV_FANOUT]
             )
         )
     not_after = now + window

@@ -28,4 +28,6 @@ DOMAIN = Domain(
     routes=routes,
     startup=startup,
     jobs=[Job("codes-purge-revocations", 3600, purge_revocations)],
+    # 10,000 entries of up to ~660 bytes each (64-char subject id, 500-char reason).
+    body_limits={"/v1/health-status:batch": 8 * 1024 * 1024},
 )

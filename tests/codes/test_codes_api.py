@@ -84,7 +84,8 @@ async def test_png_code_decodes_back_to_the_code_string(
     assert response.headers["content-type"] == "image/png"
     assert response.headers["cache-control"] == "no-store"
     image = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_GRAYSCALE)
-    text, _, _ = cv2.QRCodeDetector().detectAndDecode(image)
+    # The ArUco-based detector: the classic one misses ~1% of clean, valid symbols.
+    text, _, _ = cv2.QRCodeDetectorAruco().detectAndDecode(image)
     assert text.startswith("SC1:")
     scanner = await gate(client, ctx)
     assert (await verify(client, scanner, text))["valid"] is True

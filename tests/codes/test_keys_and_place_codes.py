@@ -1,0 +1,113 @@
+"""Signing keys (JWKS, rotation, verification window) and place codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from app.clock import FrozenClock
+from app.context import AppContext
+from app.settings import Settings
+from codes import codec, service, verifier
+from codes.errors import PlaceCodeInvalid
+from tests.factories import machine, resident
+
+
+@pytest.fixture
+def settings(settings: Settings, tmp_path: Path) -> Settings:
+    # Rotation changes the key files: these tests get a key directory of their own.
+    return settings.with_(key_dir=tmp_path / "keys")
+
+
+async def jwks(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/v1/codes/keys")
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "public, max-age=60"
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_keys_are_published_as_a_jwk_set(client: httpx.AsyncClient, ctx: AppContext) -> None:
+    keys = (await jwks(client))["keys"]
+    assert len(keys) == 1
+    key = keys[0]
+    assert {key["kty"], key["crv"], key["alg"]} == {"EC", "P-256", "ES256"}
+    active = ctx.keys.signing["codes"].active()
+    assert key["kid"] == active.kid and "exp" not in key and "d" not in key
+    assert key["code_kid"] == codec.key_id_of(active.public_key).hex()
+
+
+async def test_after_rotation_the_new_key_signs_and_old_codes_verify_until_they_expire(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    who = await resident(client, ctx)
+    gate = await machine(client, ctx, "gate", "venue-1")
+    old_code = (await client.get("/v1/codes/me", headers=who.headers)).json()["code"]
+    old = ctx.keys.signing["codes"].active()
+    new = ctx.keys.signing["codes"].rotate()
+    new_code = (await client.get("/v1/codes/me", headers=who.headers)).json()["code"]
+    assert codec.decode(new_code).payload.key_id == codec.key_id_of(new.public_key)
+    published = {k["kid"]: k for k in (await jwks(client))["keys"]}
+    assert set(published) == {old.kid, new.kid}
+    assert "exp" not in published[new.kid]
+    window_end = int(published[old.kid]["exp"])
+    assert window_end == int(clock.now().timestamp()) + 90
+    for code in (old_code, new_code):
+        response = await client.post("/v1/codes/verify", json={"code": code}, headers=gate.headers)
+        assert response.json()["valid"] is True
+    # An offline gate holding this JWK Set accepts the old key only inside its window.
+    offline = verifier.keys_from_jwks(await jwks(client))
+    assert verifier.verify(old_code, offline, (), clock.now()).valid
+    clock.advance(seconds=91)
+    assert [k["kid"] for k in (await jwks(client))["keys"]] == [new.kid]
+    gate = await machine(client, ctx, "gate", "venue-1")
+    response = await client.post("/v1/codes/verify", json={"code": old_code}, headers=gate.headers)
+    assert response.json()["reason"] == "unknown_key"
+    assert verifier.verify(old_code, offline, (), clock.now()).reason == "unknown_key"
+
+
+async def test_place_codes_round_trip_and_survive_rotation(ctx: AppContext) -> None:
+    code = service.sign_place_code(ctx, "venue_42")
+    assert codec.decode(code).payload.type == codec.TYPE_PLACE
+    assert service.verify_place_code(ctx, code) == "venue_42"
+    ctx.keys.signing["codes"].rotate()
+    ctx.keys.signing["codes"].reload()
+    assert service.verify_place_code(ctx, code) == "venue_42"
+
+
+async def test_identity_codes_and_forgeries_are_not_place_codes(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    who = await resident(client, ctx)
+    assert who.subject_id is not None
+    identity = (await service.issue_code(ctx, who.subject_id)).code
+    rogue = ec.generate_private_key(ec.SECP256R1())
+    forged = codec.sign(
+        codec.Payload(
+            codec.TYPE_PLACE,
+            codec.key_id_of(ctx.keys.signing["codes"].active().public_key),
+            int(clock.now().timestamp()),
+            0,
+            venue_id="venue_42",
+        ),
+        rogue,
+    )
+    for bad, reason in ((identity, "code_malformed"), (forged, "signature_invalid"),
+                        ("SC1:XYZ", "code_malformed")):  # fmt: skip
+        with pytest.raises(PlaceCodeInvalid) as caught:
+            service.verify_place_code(ctx, bad)
+        assert caught.value.extra["reason"] == reason
+        assert caught.value.code == "place_code_invalid"
+
+
+async def test_identity_verification_refuses_place_codes(
+    client: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    gate = await machine(client, ctx, "gate", "venue-1")
+    place = service.sign_place_code(ctx, "venue_42")
+    response = await client.post("/v1/codes/verify", json={"code": place}, headers=gate.headers)
+    assert response.json()["reason"] == "code_malformed"
