@@ -116,6 +116,7 @@ class AuthRuntime:
     cipher: PiiCipher
     otp_key: bytes
     config: AuthConfig
+    verifier: tokens.Verifier
 
 
 def build_runtime(ctx: AppContext) -> AuthRuntime:
@@ -130,6 +131,11 @@ def build_runtime(ctx: AppContext) -> AuthRuntime:
         cipher=PiiCipher(ctx.keys.secrets.get("pii"), ctx.keys.secrets.get("blind_index")),
         otp_key=ctx.keys.secrets.get("otp"),
         config=AuthConfig.from_settings(dict(settings.extra), production=settings.is_production),
+        verifier=tokens.Verifier(
+            ctx.keys.signing["tokens"],
+            issuer=settings.token_issuer,
+            audience=settings.token_audience,
+        ),
     )
 
 
@@ -471,13 +477,7 @@ async def authenticate(ctx: AppContext, token: str) -> Principal:
     """The principal a bearer token proves, or 401: signature, algorithm, key, audience,
     issuer, expiry, then revocation (logged-out family, rotated or disabled client)."""
     try:
-        verified = tokens.verify(
-            ctx.keys.signing["tokens"],
-            token,
-            issuer=ctx.settings.token_issuer,
-            audience=ctx.settings.token_audience,
-            now=ctx.clock.now(),
-        )
+        verified = runtime(ctx).verifier.verify(token, ctx.clock.now())
     except tokens.TokenRejected as exc:
         raise Unauthorized(f"the bearer token was rejected ({exc.reason})",
                            extra={"reason": exc.reason},

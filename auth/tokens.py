@@ -88,6 +88,14 @@ class VerifiedToken:
 def verify(
     ring: SigningKeyring, token: str, *, issuer: str, audience: str, now: datetime
 ) -> VerifiedToken:
+    _kid, claims = _verified_claims(ring, token, issuer=issuer, audience=audience)
+    return _check_claims(claims, now)
+
+
+def _verified_claims(
+    ring: SigningKeyring, token: str, *, issuer: str, audience: str
+) -> tuple[str, dict[str, Any]]:
+    """Header, key, signature, audience and issuer checks; the claims and the key's kid."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -95,7 +103,9 @@ def verify(
     if header.get("alg") != ALGORITHM:
         raise TokenRejected("algorithm_not_allowed")
     kid = header.get("kid")
-    key = ring.verification_keys(VERIFICATION_WINDOW).get(kid) if isinstance(kid, str) else None
+    if not isinstance(kid, str):
+        raise TokenRejected("unknown_key")
+    key = ring.verification_keys(VERIFICATION_WINDOW).get(kid)
     if key is None:
         raise TokenRejected("unknown_key")
     try:
@@ -105,7 +115,7 @@ def verify(
             algorithms=[ALGORITHM],
             audience=audience,
             issuer=issuer,
-            # Time claims are checked below against the injected clock.
+            # Time claims are checked in _check_claims against the injected clock.
             options={
                 "verify_exp": False,
                 "verify_iat": False,
@@ -121,7 +131,41 @@ def verify(
         raise TokenRejected("signature_invalid") from None
     except jwt.PyJWTError:
         raise TokenRejected("malformed") from None
-    return _check_claims(claims, now)
+    return kid, claims
+
+
+class Verifier:
+    """`verify` with a bounded memo of tokens whose signature already checked out.
+
+    Gates and apps present the same token for up to 15 minutes, and the signature check
+    is most of the cost of authenticating a request. Only the signature and claim
+    parsing are remembered: the key must still be a verification key and the time
+    claims are checked against the clock on every use. Forged tokens never enter.
+    """
+
+    def __init__(
+        self, ring: SigningKeyring, *, issuer: str, audience: str, max_entries: int = 4096
+    ) -> None:
+        self.ring = ring
+        self.issuer = issuer
+        self.audience = audience
+        self.max_entries = max_entries
+        self._memo: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def verify(self, token: str, now: datetime) -> VerifiedToken:
+        memo = self._memo.get(token)
+        if memo is not None:
+            kid, claims = memo
+            if kid in self.ring.verification_keys(VERIFICATION_WINDOW):
+                return _check_claims(claims, now)
+            del self._memo[token]
+        kid, claims = _verified_claims(self.ring, token, issuer=self.issuer, audience=self.audience)
+        verified = _check_claims(claims, now)
+        if len(self._memo) >= self.max_entries:
+            # Oldest first (dicts keep insertion order): those expire soonest.
+            del self._memo[next(iter(self._memo))]
+        self._memo[token] = (kid, claims)
+        return verified
 
 
 def _check_claims(claims: dict[str, Any], now: datetime) -> VerifiedToken:

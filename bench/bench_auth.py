@@ -29,7 +29,14 @@ def _resident_token(server: Server) -> str:
         )  # fmt: skip
         if bound.status_code != 200:
             raise BenchError(f"identity binding failed: {bound.status_code} {bound.text}")
-        return token
+        # The app refreshes after binding, so its token carries the subject id.
+        refreshed = http.post(
+            "/v1/auth/refresh", json={"refresh_token": login.json()["refresh_token"]}
+        )
+        if refreshed.status_code != 200:
+            raise BenchError(f"refresh failed: {refreshed.status_code} {refreshed.text}")
+        fresh: str = refreshed.json()["access_token"]
+        return fresh
 
 
 def run(opts: BenchOptions) -> Report:

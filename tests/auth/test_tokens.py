@@ -6,7 +6,8 @@ import base64
 import hashlib
 import hmac
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.clock import FrozenClock
 from app.context import AppContext
+from app.keyring import SigningKeyring
+from auth import tokens
+from auth.principal import Principal
 from tests.auth.checks import assert_problem, bearer
 from tests.factories import resident
 
@@ -175,3 +179,50 @@ async def test_token_without_expiry_is_rejected(client: httpx.AsyncClient, ctx: 
     key = ctx.keys.signing["tokens"].active()
     token = jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": header["kid"]})
     assert_rejected(await me(client, token), "malformed")
+
+
+# -- the verifier's memo of already-verified tokens -----------------------------------
+
+
+def issue_for(ring: SigningKeyring, now: datetime, who: str) -> str:
+    principal = Principal(kind="resident", id=who, scopes=frozenset({"resident"}), family_id="f")
+    return tokens.issue(ring, issuer="iss", audience="aud", now=now, principal=principal).token
+
+
+def test_memo_is_bounded_and_keeps_answering_correctly(tmp_path: Path) -> None:
+    clock = FrozenClock()
+    ring = SigningKeyring(tmp_path, "tokens", clock)
+    ring.rotate()
+    verifier = tokens.Verifier(ring, issuer="iss", audience="aud", max_entries=2)
+    issued = [issue_for(ring, clock.now(), f"acc_{i}") for i in range(3)]
+    for token in issued * 2:
+        assert verifier.verify(token, clock.now()).principal.id.startswith("acc_")
+    assert len(verifier._memo) == 2
+
+
+def test_memoised_token_is_still_checked_for_time_and_key(tmp_path: Path) -> None:
+    clock = FrozenClock()
+    ring = SigningKeyring(tmp_path, "tokens", clock)
+    ring.rotate()
+    verifier = tokens.Verifier(ring, issuer="iss", audience="aud")
+    token = issue_for(ring, clock.now(), "acc_1")
+    verifier.verify(token, clock.now())
+    with pytest.raises(tokens.TokenRejected) as late:
+        verifier.verify(token, clock.now() + timedelta(minutes=16))
+    assert late.value.reason == "expired"
+    ring.rotate()
+    clock.advance(minutes=16)
+    with pytest.raises(tokens.TokenRejected) as retired:
+        verifier.verify(token, clock.now() - timedelta(minutes=16))
+    assert retired.value.reason == "unknown_key"
+
+
+def test_wrong_audience_is_refused_even_after_a_right_one_was_memoised(tmp_path: Path) -> None:
+    clock = FrozenClock()
+    ring = SigningKeyring(tmp_path, "tokens", clock)
+    ring.rotate()
+    token = issue_for(ring, clock.now(), "acc_1")
+    tokens.Verifier(ring, issuer="iss", audience="aud").verify(token, clock.now())
+    with pytest.raises(tokens.TokenRejected) as caught:
+        tokens.Verifier(ring, issuer="iss", audience="other").verify(token, clock.now())
+    assert caught.value.reason == "wrong_audience"
