@@ -190,3 +190,21 @@ async def test_bills_are_private_to_their_resident(
     assert listed == {"bills": []}
     paying = await client.post(f"/v1/bills/{bill_id}/pay", json={}, headers=stranger.headers)
     assert paying.status_code == 404
+
+
+async def test_concurrent_duplicates_of_one_close_are_answered_in_progress_or_replayed(
+    client: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    where = await hospital(client, ctx)
+    encounter = await open_encounter(client, where, await patient(client, ctx))
+    await charge(client, where, encounter["id"], [item(3_000, "A")])
+    responses = await asyncio.gather(
+        *(close(client, where, encounter["id"], idem="same-close") for _ in range(8))
+    )
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 409} and 200 in statuses, statuses
+    assert all(r.json()["code"] == "request_in_progress" for r in responses if r.status_code == 409)
+    assert len({r.json()["bill_id"] for r in responses if r.status_code == 200}) == 1
+    again = await close(client, where, encounter["id"], idem="same-close")
+    assert again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"
+    assert await LedgerTransfer.filter(kind="settlement").count() == 1
