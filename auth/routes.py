@@ -268,9 +268,9 @@ def _profile(view: service.ResidentView, request: Request) -> ResidentProfile:
 async def put_identity(request: Request) -> Response:
     principal = await require(request, sc.RESIDENT)
     body = await read_json(request, IdentityRequest)
-    ctx = app_context(request)
-    await service.bind_identity(ctx, principal, body.name, body.id_number, _meta(request))
-    view = await service.resident_profile(ctx, principal)
+    view = await service.bind_identity(
+        app_context(request), principal, body.name, body.id_number, _meta(request)
+    )
     return json_response(_profile(view, request))
 
 

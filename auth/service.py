@@ -731,9 +731,9 @@ def _require_resident(principal: Principal) -> None:
 
 async def bind_identity(
     ctx: AppContext, principal: Principal, name_raw: str, id_raw: str, meta: RequestMeta
-) -> Subject:
-    """Bind the account to a real-name person. Binding the same identity again is a
-    no-op; a different one is refused (identities do not change)."""
+) -> ResidentView:
+    """Bind the account to a real-name person and return the new profile. Binding the
+    same identity again is a no-op; a different one is refused (identities do not change)."""
     _require_resident(principal)
     rt = runtime(ctx)
     now = ctx.clock.now()
@@ -745,7 +745,19 @@ async def bind_identity(
             raise IdentityAlreadyBound()
         if own.name_index != person.name_index:
             raise IdentityMismatch()
-        return own
+        return await resident_profile(ctx, principal)
+    await _claim_identity(rt, account, person, now)
+    await audit(
+        "identity_bound", now=now, actor=account.id, target=account.subject_id,
+        request_id=meta.request_id, ip=meta.ip,
+    )  # fmt: skip
+    return await resident_profile(ctx, principal)
+
+
+async def _claim_identity(rt: AuthRuntime, account: Account, person: Person, now: datetime) -> None:
+    """Make `person` the account's own subject: a new one, or the subject they already
+    are as somebody's dependent. Sets `account.subject_id`."""
+    created = False
     subject = await Subject.get_or_none(id_number_index=person.id_index)
     if subject is not None:
         # Known already as someone's dependent: the person now has an account of their own.
@@ -763,19 +775,20 @@ async def bind_identity(
         try:
             await subject.save(force_create=True)
         except IntegrityError:
+            # Another account bound this ID number (or this account another) meanwhile.
             raise IdentityTaken() from None
+        created = True
     bound = await Account.filter(id=account.id, subject_id=None).update(subject_id=subject.id)
     if bound == 0:
-        # A concurrent binding of this account won; undo our claim.
-        await Subject.filter(id=subject.id, owner_account_id=account.id).update(
-            owner_account_id=None
-        )
+        # A concurrent binding of this same account won; undo ours.
+        if created:
+            await Subject.filter(id=subject.id).delete()
+        else:
+            await Subject.filter(id=subject.id, owner_account_id=account.id).update(
+                owner_account_id=None
+            )
         raise IdentityAlreadyBound()
-    await audit(
-        "identity_bound", now=now, actor=account.id, target=subject.id,
-        request_id=meta.request_id, ip=meta.ip,
-    )  # fmt: skip
-    return await Subject.get(id=subject.id)
+    account.subject_id = subject.id
 
 
 @dataclass(frozen=True)

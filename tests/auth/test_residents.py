@@ -211,3 +211,14 @@ async def test_subject_profile_is_masked_and_knows_dependents(
     assert kid is not None and kid.is_dependent and kid.age_group == "child"
     assert kid.masked_name == "张*红"
     assert await service.subject_profile("sub_nobody") is None
+
+
+async def test_concurrent_bindings_of_one_account_leave_exactly_one_identity(
+    client: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    someone = await resident(client, ctx, identity=False)
+    numbers = [valid_id_number(date(1990 + i, 1, 1)) for i in range(5)]
+    responses = await asyncio.gather(*(bind(client, someone.headers, "张三明", n) for n in numbers))
+    assert sorted(r.status_code for r in responses) == [200] + [409] * 4
+    assert await Subject.filter(owner_account_id=someone.account_id).count() == 1
+    assert await Subject.all().count() == 1
