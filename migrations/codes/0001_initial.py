@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
         ops.CreateModel(
             name='CodeSubject',
             fields=[
-                ('handle', fields.BigIntField(primary_key=True, unique=True, db_index=True)),
+                ('handle', fields.BigIntField(primary_key=True, unique=True, db_index=True, generated=False)),
                 ('subject_id', fields.CharField(unique=True, max_length=64)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
