@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import httpx
 
 from app.context import AppContext
+from app.errors import ValidationFailed
 from payments.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from payments.service import runtime
 
@@ -39,6 +40,11 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 async def set_endpoint(
     ctx: AppContext, hospital_id: str, url: str, *, rotate_secret: bool
 ) -> tuple[WebhookEndpoint, str]:
+    # Signed bodies still leak their content over plain HTTP: production takes HTTPS only.
+    if ctx.settings.is_production and not url.lower().startswith("https://"):
+        raise ValidationFailed(
+            [{"field": "url", "message": "must be an https:// URL", "type": "url_scheme"}]
+        )
     now = ctx.clock.now()
     endpoint, created = await WebhookEndpoint.get_or_create(
         hospital_id=hospital_id, defaults={"url": url, "updated_at": now}

@@ -1,0 +1,23 @@
+"""Webhook endpoint rules that depend on the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from app.context import AppContext
+from app.errors import ValidationFailed
+from payments import webhooks
+
+
+async def test_production_refuses_plain_http_webhooks(ctx: AppContext) -> None:
+    production = dataclasses.replace(ctx, settings=ctx.settings.with_(app_env="production"))
+    with pytest.raises(ValidationFailed):
+        await webhooks.set_endpoint(
+            production, "hosp_x", "http://his.example/h", rotate_secret=False
+        )
+    endpoint, secret = await webhooks.set_endpoint(
+        production, "hosp_x", "https://his.example/h", rotate_secret=False
+    )
+    assert endpoint.url == "https://his.example/h" and secret.startswith("whsec_")
