@@ -142,16 +142,28 @@ class RedisStore:
         *,
         cluster: bool = False,
         timeout_s: float = 0.5,
+        max_connections: int = 512,
     ) -> None:
         self.keys = keys
         options: dict[str, Any] = {
             "socket_timeout": timeout_s,
             "socket_connect_timeout": timeout_s,
         }
+        # A blocking pool: past `max_connections` concurrent commands a caller waits (up to
+        # the timeout) for a free connection, where the default pool fails at once with
+        # "Too many connections" (its default cap is 100) under a burst of requests.
         self._client: Any = (
             RedisCluster.from_url(url, **options)
             if cluster
-            else aioredis.Redis.from_url(url, health_check_interval=30, **options)
+            else aioredis.Redis.from_pool(
+                aioredis.BlockingConnectionPool.from_url(
+                    url,
+                    max_connections=max_connections,
+                    timeout=timeout_s,
+                    health_check_interval=30,
+                    **options,
+                )
+            )
         )
         self._scripts: dict[str, Any] = {}
         self._incr = self._client.register_script(_INCR_LUA)

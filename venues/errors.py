@@ -90,8 +90,6 @@ class DirectionNotSupported(Problem):
 
     status, code, title = 422, "direction_not_supported", "Gate does not scan this direction"
 
-    status, code, title = 422, "place_code_invalid", "Place code is not valid"
-
 
 class SlotFull(Problem):
     """No bookable place left in the slot for the whole party."""

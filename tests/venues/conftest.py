@@ -1,0 +1,168 @@
+"""Factories for venues tests: a venue made by an admin, its operator, registered gates,
+slots, residents' codes. Everything goes through the HTTP API like a real client."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from app.context import AppContext
+from tests.factories import Machine, Resident, machine
+from venues.rules import VenueRules
+
+_SCAN_SEQ = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Gate:
+    id: str
+    client_id: str
+    client_secret: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass(frozen=True)
+class VenueKit:
+    id: str
+    admin: Machine
+    operator: Machine
+    body: dict[str, Any]
+
+
+async def make_venue(
+    client: httpx.AsyncClient, ctx: AppContext, *, capacity: int = 100, **policy: Any
+) -> VenueKit:
+    admin = await machine(client, ctx, "admin")
+    created = await client.post(
+        "/v1/venues",
+        json={
+            "name": "上海博物馆",
+            "kind": "museum",
+            "district": "闵行区",
+            "address": "新镇路 1 号",
+            "capacity": capacity,
+            "policy": policy,
+        },
+        headers=admin.headers,
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    operator = await machine(client, ctx, "operator", body["id"])
+    return VenueKit(body["id"], admin, operator, body)
+
+
+async def make_gate(
+    client: httpx.AsyncClient, venue: VenueKit, *, direction: str = "both", name: str = "G"
+) -> Gate:
+    made = await client.post(
+        f"/v1/venues/{venue.id}/gates",
+        json={"name": name, "direction": direction},
+        headers=venue.operator.headers,
+    )
+    assert made.status_code == 201, made.text
+    body = made.json()
+    token = await client.post(
+        "/v1/auth/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": body["client_id"],
+            "client_secret": body["client_secret"],
+        },
+    )
+    assert token.status_code == 200, token.text
+    return Gate(body["id"], body["client_id"], body["client_secret"], token.json()["access_token"])
+
+
+async def make_slot(
+    client: httpx.AsyncClient,
+    venue: VenueKit,
+    starts_at: datetime,
+    *,
+    capacity: int = 10,
+    walk_in: int = 0,
+    length: timedelta = timedelta(hours=1),
+) -> dict[str, Any]:
+    made = await client.post(
+        f"/v1/venues/{venue.id}/slots",
+        json={
+            "starts_at": starts_at.isoformat(),
+            "ends_at": (starts_at + length).isoformat(),
+            "capacity": capacity,
+            "walk_in": walk_in,
+        },
+        headers=venue.operator.headers,
+    )
+    assert made.status_code == 201, made.text
+    body: dict[str, Any] = made.json()
+    return body
+
+
+async def code_of(
+    client: httpx.AsyncClient, resident: Resident, dependent: str | None = None
+) -> str:
+    params = {"dependent_id": dependent} if dependent else {}
+    got = await client.get("/v1/codes/me", params=params, headers=resident.headers)
+    assert got.status_code == 200, got.text
+    code: str = got.json()["code"]
+    return code
+
+
+def scan_id() -> str:
+    return f"scan-{next(_SCAN_SEQ):08d}"
+
+
+async def scan(
+    client: httpx.AsyncClient,
+    gate: Gate,
+    code: str,
+    direction: str = "in",
+    *,
+    sid: str | None = None,
+    **extra: Any,
+) -> httpx.Response:
+    return await client.post(
+        "/v1/gates/scan",
+        json={"scan_id": sid or scan_id(), "code": code, "direction": direction, **extra},
+        headers=gate.headers,
+    )
+
+
+async def book(
+    client: httpx.AsyncClient, resident: Resident, slot_id: str, dependents: list[str] | None = None
+) -> httpx.Response:
+    return await client.post(
+        "/v1/reservations",
+        json={"slot_id": slot_id, "dependents": dependents or []},
+        headers=resident.headers,
+    )
+
+
+def local_time(now: datetime, *, days: int, hour: int) -> datetime:
+    """`hour` o'clock Shanghai time, `days` local days after `now`'s local day."""
+    rules = VenueRules()
+    start, _ = rules.day_bounds(rules.local_day(now) + timedelta(days=days))
+    return start + timedelta(hours=hour)
+
+
+async def relogin(client: httpx.AsyncClient, ctx: AppContext, person: Resident) -> Resident:
+    """The same resident with fresh tokens (after the test clock moved past their expiry)."""
+    refreshed = await client.post("/v1/auth/refresh", json={"refresh_token": person.refresh_token})
+    assert refreshed.status_code == 200, refreshed.text
+    tokens = refreshed.json()
+    return replace(person, token=tokens["access_token"], refresh_token=tokens["refresh_token"])
+
+
+async def warm_kv(ctx: AppContext, connections: int) -> None:
+    """Open the key-value store's connections in steps, as a server that has been serving
+    has them: opening hundreds at once costs more than the 0.5 s Redis timeout."""
+    for n in range(25, connections + 1, 25):
+        await asyncio.gather(*(ctx.kv.get(ctx.kv.keys.key("warm", i)) for i in range(n)))

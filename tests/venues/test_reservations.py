@@ -1,0 +1,151 @@
+"""Slots and bookings: the rules residents expect, and never overbooked."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import httpx
+
+from app.clock import FrozenClock
+from app.context import AppContext
+from tests.factories import add_dependent, resident
+from tests.venues.conftest import book, local_time, make_slot, make_venue, relogin, warm_kv
+from venues import service
+
+
+async def test_booking_takes_places_and_cancelling_gives_them_back(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    venue = await make_venue(client, ctx)
+    slot = await make_slot(client, venue, clock.now() + timedelta(days=1), capacity=10, walk_in=2)
+    assert slot["available"] == 8
+    alice = await resident(client, ctx)
+    kid = await add_dependent(client, alice)
+    booked = await book(client, alice, slot["id"], [kid])
+    assert booked.status_code == 201, booked.text
+    assert booked.json()["party_size"] == 2
+    slots = (await client.get(f"/v1/venues/{venue.id}/slots")).json()["items"]
+    assert slots[0]["booked"] == 2 and slots[0]["available"] == 6
+    cancelled = await client.delete(
+        f"/v1/reservations/{booked.json()['id']}", headers=alice.headers
+    )
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    slots = (await client.get(f"/v1/venues/{venue.id}/slots")).json()["items"]
+    assert slots[0]["booked"] == 0
+    again = await book(client, alice, slot["id"])
+    assert again.status_code == 201, "cancelling frees the person for that day"
+
+
+async def test_full_slot_answers_slot_full(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    venue = await make_venue(client, ctx)
+    slot = await make_slot(client, venue, clock.now() + timedelta(hours=3), capacity=2, walk_in=1)
+    assert (await book(client, await resident(client, ctx), slot["id"])).status_code == 201
+    full = await book(client, await resident(client, ctx), slot["id"])
+    assert full.status_code == 409 and full.json()["code"] == "slot_full"
+
+
+async def test_one_booking_per_person_per_venue_per_day(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    venue = await make_venue(client, ctx)
+    start = local_time(clock.now(), days=2, hour=9)
+    morning = await make_slot(client, venue, start)
+    later = await make_slot(client, venue, start + timedelta(hours=2))
+    bob = await resident(client, ctx)
+    assert (await book(client, bob, morning["id"])).status_code == 201
+    twice = await book(client, bob, later["id"])
+    assert twice.status_code == 409 and twice.json()["code"] == "already_booked"
+    slots = {s["id"]: s for s in (await client.get(f"/v1/venues/{venue.id}/slots")).json()["items"]}
+    assert slots[later["id"]]["booked"] == 0, "the refused booking took no place"
+
+
+async def test_booking_rules_party_window_past_unknown(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    venue = await make_venue(client, ctx)
+    carol = await resident(client, ctx)
+    far = await make_slot(client, venue, clock.now() + timedelta(days=8))
+    too_early = await book(client, carol, far["id"])
+    assert too_early.status_code == 422 and too_early.json()["code"] == "booking_not_open"
+    soon = await make_slot(client, venue, clock.now() + timedelta(minutes=10))
+    kids = [await add_dependent(client, carol) for _ in range(5)]
+    big = await book(client, carol, soon["id"], kids)
+    assert big.status_code == 422 and big.json()["code"] == "party_too_large"
+    unknown = await book(client, carol, "slot_missing")
+    assert unknown.status_code == 404 and unknown.json()["code"] == "slot_not_found"
+    clock.advance(hours=2)
+    carol = await relogin(client, ctx, carol)
+    past = await book(client, carol, soon["id"])
+    assert past.status_code == 422 and past.json()["code"] == "slot_in_past"
+    stranger = await book(client, carol, far["id"], ["subj_not_mine"])
+    assert stranger.status_code == 404
+    no_identity = await resident(client, ctx, identity=False)
+    refused = await book(client, no_identity, far["id"])
+    assert refused.status_code == 409 and refused.json()["code"] == "identity_required"
+
+
+async def test_cancellation_closes_when_the_slot_starts(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    venue = await make_venue(client, ctx)
+    slot = await make_slot(client, venue, clock.now() + timedelta(minutes=5))
+    dan = await resident(client, ctx)
+    booked = (await book(client, dan, slot["id"])).json()
+    other = await resident(client, ctx)
+    assert (
+        await client.delete(f"/v1/reservations/{booked['id']}", headers=other.headers)
+    ).status_code == 404
+    clock.advance(minutes=5)
+    late = await client.delete(f"/v1/reservations/{booked['id']}", headers=dan.headers)
+    assert late.status_code == 409 and late.json()["code"] == "cancellation_closed"
+
+
+async def test_three_no_shows_suspend_booking(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    venue = await make_venue(client, ctx)
+    erin = await resident(client, ctx)
+    t0 = clock.now()
+    slots = [
+        await make_slot(client, venue, t0 + timedelta(days=d, hours=1)) for d in (0, 1, 2, 3, 34)
+    ]
+    for day in range(3):
+        clock.set(t0 + timedelta(days=day))
+        erin = await relogin(client, ctx, erin)
+        assert (await book(client, erin, slots[day]["id"])).status_code == 201
+        clock.set(t0 + timedelta(days=day, hours=2, minutes=1))
+        assert await service.count_no_shows(ctx) == 1
+        assert await service.count_no_shows(ctx) == 0, "a slot is counted once"
+    clock.set(t0 + timedelta(days=3))
+    erin = await relogin(client, ctx, erin)
+    refused = await book(client, erin, slots[3]["id"])
+    assert refused.status_code == 403 and refused.json()["code"] == "booking_suspended"
+    clock.set(t0 + timedelta(days=20))
+    erin = await relogin(client, ctx, erin)  # a refresh token lives 30 days
+    clock.set(t0 + timedelta(days=33))
+    erin = await relogin(client, ctx, erin)
+    assert (await book(client, erin, slots[4]["id"])).status_code == 201
+
+
+async def test_200_concurrent_bookings_for_50_places_leave_exactly_50(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    venue = await make_venue(client, ctx, capacity=1000)
+    slot = await make_slot(client, venue, clock.now() + timedelta(days=1), capacity=60, walk_in=10)
+    await warm_kv(ctx, 250)
+    people = []
+    for _ in range(20):  # setup in small batches: the concurrency under test is the booking
+        people += await asyncio.gather(*(resident(client, ctx) for _ in range(10)))
+    answers = await asyncio.gather(*(book(client, p, slot["id"]) for p in people))
+    codes = [a.status_code for a in answers]
+    assert codes.count(201) == 50, sorted(set(codes))
+    assert codes.count(409) == 150, [a.text for a in answers if a.status_code not in (201, 409)][:3]
+    assert all(a.json()["code"] == "slot_full" for a in answers if a.status_code == 409)
+    listed = (await client.get(f"/v1/venues/{venue.id}/slots")).json()["items"][0]
+    assert listed["booked"] == 50 and listed["available"] == 0
+    from venues.models import Seat
+
+    assert await Seat.filter(reservation__slot_id=slot["id"]).count() == 50
