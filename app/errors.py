@@ -153,9 +153,9 @@ class InternalError(Problem):
 
 
 def problem_response(problem: Problem, request_id: str | None = None) -> Response:
+    # The request id goes in the body only: the platform middleware puts the
+    # X-Request-ID header on every response, and a second one would repeat it.
     headers = dict(problem.headers)
-    if request_id:
-        headers["X-Request-ID"] = request_id
     body = problem.body()
     if request_id:
         body["request_id"] = request_id

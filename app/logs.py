@@ -266,6 +266,8 @@ def configure_logging(log_format: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [SuishenHandler(sys.stderr, formatter)]
     root.setLevel(level)
+    # Python's warnings would otherwise reach stderr as bare text between the JSON lines.
+    logging.captureWarnings(True)
     # uvicorn's own access log duplicates ours and shows raw paths; ours has route templates.
     logging.getLogger("uvicorn.access").disabled = True
     for name in ("uvicorn", "uvicorn.error"):

@@ -133,3 +133,16 @@ async def test_sane_request_id_is_echoed_and_insane_replaced(probe: httpx.AsyncC
     )
     assert replaced.headers["x-request-id"] != "bad id\twith spaces"
     assert len(replaced.headers["x-request-id"]) == 32
+
+
+async def test_problem_responses_carry_one_request_id_also_in_the_body(
+    probe: httpx.AsyncClient,
+) -> None:
+    for response in (
+        await probe.get("/v1/nowhere"),
+        await probe.get("/v1/probe"),
+        await probe.post("/v1/probe", json={"item": "conflict", "quantity": 1}),
+        await probe.post("/v1/probe", json={"item": "crash", "quantity": 1}),
+        await probe.post("/v1/probe", json={"item": "x" * 70_000, "quantity": 1}),
+    ):
+        assert response.headers.get_list("x-request-id") == [response.json()["request_id"]]
