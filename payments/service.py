@@ -506,12 +506,9 @@ async def close_encounter(
                 status="pending",
                 created_at=now,
             )
-        if not profile.insured or account.insurance_year == now.year:
-            account.deductible_met_fen = profile.deductible_met_fen + split.deductible_applied_fen
-            account.insurance_paid_fen = profile.paid_this_year_fen + split.insurance_fen
-        else:
-            account.deductible_met_fen = split.deductible_applied_fen
-            account.insurance_paid_fen = split.insurance_fen
+        # The profile already counts last year's figures as zero, so this also rolls the year.
+        account.deductible_met_fen = profile.deductible_met_fen + split.deductible_applied_fen
+        account.insurance_paid_fen = profile.paid_this_year_fen + split.insurance_fen
         account.insurance_year = now.year
         account.updated_at = now
         await account.save(

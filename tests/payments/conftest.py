@@ -13,7 +13,7 @@ import httpx
 
 from app.context import AppContext
 from payments.service import PaymentsRuntime, runtime
-from tests.factories import Resident, machine, resident
+from tests.factories import Resident, login, machine, resident
 
 _SEQ = itertools.count(1)
 
@@ -46,13 +46,11 @@ async def refreshed(client: httpx.AsyncClient, where: Hospital) -> Hospital:
     return dataclasses.replace(where, headers={"Authorization": f"Bearer {token}"})
 
 
-async def relogged(client: httpx.AsyncClient, person: Resident) -> Resident:
-    """The same resident with fresh tokens from the refresh grant."""
-    response = await client.post("/v1/auth/refresh", json={"refresh_token": person.refresh_token})
-    assert response.status_code == 200, response.text
-    body = response.json()
+async def relogged(client: httpx.AsyncClient, ctx: AppContext, person: Resident) -> Resident:
+    """The same resident logged in afresh (after the clock moved past the tokens' expiry)."""
+    tokens = await login(client, ctx, person.phone)
     return dataclasses.replace(
-        person, token=body["access_token"], refresh_token=body["refresh_token"]
+        person, token=tokens["access_token"], refresh_token=tokens["refresh_token"]
     )
 
 

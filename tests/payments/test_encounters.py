@@ -176,6 +176,6 @@ async def test_encounters_left_open_past_a_day_are_closed_automatically(
     where = await refreshed(client, where)
     got = (await client.get(f"/v1/encounters/{encounter['id']}", headers=where.headers)).json()
     assert got["status"] == "settled"
-    person = await relogged(client, person)
+    person = await relogged(client, ctx, person)
     bills = (await client.get("/v1/bills", headers=person.headers)).json()["bills"]
     assert [b["total_fen"] for b in bills] == [10_000]

@@ -92,7 +92,7 @@ async def test_declined_collection_leaves_payment_pending_and_is_retried_on_sche
     assert bill.next_retry_at is None  # the schedule is used up; the resident pays by hand
     clock.advance(timedelta(days=2))
     assert await service.retry_collections(ctx) == 0
-    person = await relogged(client, person)
+    person = await relogged(client, ctx, person)
     declined = await client.post(f"/v1/bills/{bill.id}/pay", json={}, headers=person.headers)
     assert declined.status_code == 402
     assert declined.json()["reason"] == "card_declined"
@@ -120,7 +120,7 @@ async def test_bill_unpaid_for_fifteen_days_becomes_overdue_and_suspends_credit(
     clock.advance(timedelta(days=1, seconds=1))
     await service.run_collections(ctx)
     assert (await Bill.get(id=bill_id)).status == "overdue"
-    person = await relogged(client, person)
+    person = await relogged(client, ctx, person)
     where = await refreshed(client, where)
     credit = (await client.get("/v1/credit/me", headers=person.headers)).json()
     assert credit["status"] == "suspended"
@@ -208,3 +208,18 @@ async def test_concurrent_duplicates_of_one_close_are_answered_in_progress_or_re
     again = await close(client, where, encounter["id"], idem="same-close")
     assert again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"
     assert await LedgerTransfer.filter(kind="settlement").count() == 1
+
+
+async def test_deductible_starts_again_in_a_new_year(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    where = await hospital(client, ctx)
+    person = await patient(client, ctx, deductible_met_fen=0)
+    first = await open_encounter(client, where, person)
+    await charge(client, where, first["id"], [item(30_000)])
+    assert (await close(client, where, first["id"])).json()["insurance_fen"] == 7_000
+    clock.set(clock.now().replace(year=clock.now().year + 1, month=1, day=2))
+    where, person = await refreshed(client, where), await relogged(client, ctx, person)
+    second = await open_encounter(client, where, person)
+    await charge(client, where, second["id"], [item(30_000)])
+    assert (await close(client, where, second["id"])).json()["insurance_fen"] == 7_000
