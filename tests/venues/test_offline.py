@@ -1,0 +1,127 @@
+"""Offline bundles, the offline gate client, and syncing its scans back."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from app.clock import FrozenClock
+from app.context import AppContext
+from tests.factories import resident
+from tests.venues.conftest import Gate, book, code_of, make_gate, make_slot, make_venue, scan
+from venues.offline_gate import BundleInvalid, OfflineGate
+
+
+async def offline(client: httpx.AsyncClient, gate: Gate, clock: FrozenClock) -> OfflineGate:
+    bundle = await client.get("/v1/gates/bundle", headers=gate.headers)
+    assert bundle.status_code == 200, bundle.text
+    keys = (await client.get("/v1/gates/bundle/keys")).json()
+    return OfflineGate.load(bundle.json()["bundle"], keys, gate.client_id, clock.now())
+
+
+async def sync(
+    client: httpx.AsyncClient, gate: Gate, scans: list[dict[str, Any]]
+) -> dict[str, Any]:
+    response = await client.post("/v1/gates/sync", json={"scans": scans}, headers=gate.headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_bundle_is_signed_valid_24h_and_leaks_no_identity(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    venue = await make_venue(client, ctx, reservation_required=True)
+    gate = await make_gate(client, venue)
+    slot = await make_slot(client, venue, clock.now() + timedelta(hours=1))
+    holder = await resident(client, ctx)
+    assert (await book(client, holder, slot["id"])).status_code == 201
+    got = (await client.get("/v1/gates/bundle", headers=gate.headers)).json()
+    assert got["expires_at"] == (clock.now() + timedelta(hours=24)).isoformat().replace(
+        "+00:00", "Z"
+    )
+    text = got["bundle"] + str(got["document"])
+    assert holder.subject_id is not None and holder.subject_id not in text
+    assert "张" not in text
+    assert len(got["document"]["reservations"]) == 1
+    keys = (await client.get("/v1/gates/bundle/keys")).json()
+    OfflineGate.load(got["bundle"], keys, gate.client_id, clock.now())
+    head, body, sig = got["bundle"].split(".")
+    with pytest.raises(BundleInvalid):
+        OfflineGate.load(f"{head}.{body}.{sig[:-4]}AAAA", keys, gate.client_id, clock.now())
+    with pytest.raises(BundleInvalid):
+        OfflineGate.load(got["bundle"], keys, gate.client_id, clock.now() + timedelta(hours=25))
+
+
+async def test_offline_gate_applies_policy_with_hashed_reservations(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    venue = await make_venue(client, ctx, reservation_required=True)
+    gate = await make_gate(client, venue)
+    slot = await make_slot(client, venue, clock.now() + timedelta(minutes=20))
+    holder, walker = await resident(client, ctx), await resident(client, ctx)
+    assert (await book(client, holder, slot["id"])).status_code == 201
+    local = await offline(client, gate, clock)
+    holder_code = await code_of(client, holder)
+    admitted = local.decide(holder_code, "in", clock.now())
+    assert (admitted.decision, admitted.reason) == ("admit", "ok")
+    assert local.decide(holder_code, "in", clock.now()).reason == "already_inside"
+    assert (
+        local.decide(await code_of(client, walker), "in", clock.now()).reason
+        == "reservation_required"
+    )
+    assert local.decide("SC1:garbage", "in", clock.now()).reason == "code_malformed"
+    assert local.occupancy == 1
+    result = await sync(client, gate, [s.as_json() for s in local.pending])
+    assert result["recorded"] == 4 and result["conflicts"] == []
+    assert result["occupancy"] == 1
+    again = await sync(client, gate, [s.as_json() for s in local.pending])
+    assert again["duplicates"] == 4 and again["occupancy"] == 1, "sync is idempotent"
+    entries = (
+        await client.get(f"/v1/venues/{venue.id}/entries", headers=venue.operator.headers)
+    ).json()
+    times = {e["scan_id"]: e["scanned_at"] for e in entries["items"]}
+    assert times[admitted.scan_id] == admitted.scanned_at.isoformat().replace("+00:00", "Z")
+    assert all(e["offline"] for e in entries["items"])
+
+
+async def test_sync_reports_conflicts_instead_of_dropping_them(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    venue = await make_venue(client, ctx, capacity=2)
+    online_gate, offline_gate = await make_gate(client, venue), await make_gate(client, venue)
+    local = await offline(client, offline_gate, clock)
+    twin = await resident(client, ctx)
+    twin_code = await code_of(client, twin)
+    assert (await scan(client, online_gate, twin_code)).json()["decision"] == "admit"
+    elsewhere = local.decide(twin_code, "in", clock.now())
+    assert elsewhere.decision == "admit", "the offline gate could not know"
+    lost_phone = await resident(client, ctx)
+    lost_code = await code_of(client, lost_phone)
+    revoked = await client.post("/v1/codes/revoke", json={}, headers=lost_phone.headers)
+    assert revoked.status_code == 200, revoked.text
+    late = local.decide(lost_code, "in", clock.now())
+    assert late.decision == "admit", "the bundle predates the revocation"
+    result = await sync(client, offline_gate, [elsewhere.as_json(), late.as_json()])
+    found = {c["scan_id"]: set(c["conflicts"]) for c in result["conflicts"]}
+    assert found[elsewhere.scan_id] == {"code_admitted_elsewhere"}
+    assert found[late.scan_id] == {"code_revoked", "capacity_overrun"}
+    assert result["occupancy"] == 2, "occupancy never exceeds capacity"
+    changed = dict(elsewhere.as_json(), direction="out")
+    reused = await sync(client, offline_gate, [changed])
+    assert reused["results"][0] == {
+        "scan_id": elsewhere.scan_id, "outcome": "conflict", "conflicts": ["scan_id_reused"],
+    }  # fmt: skip
+
+
+async def test_sync_rejects_malformed_batches(client: httpx.AsyncClient, ctx: AppContext) -> None:
+    venue = await make_venue(client, ctx)
+    gate = await make_gate(client, venue)
+    for body in ({"scans": []}, {"scans": [{"scan_id": "a", "code": "x", "direction": "in"}]},
+                 {"scans": [{"scan_id": "a", "code": "x", "direction": "in", "decision": "admit",
+                             "scanned_at": "2026-01-01T00:00:00"}]}):  # fmt: skip
+        bad = await client.post("/v1/gates/sync", json=body, headers=gate.headers)
+        assert bad.status_code == 422 and bad.json()["code"] == "validation_failed"

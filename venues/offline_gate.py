@@ -1,0 +1,162 @@
+"""The offline gate: decides scans from a signed bundle when the network is gone (no I/O).
+
+    gate = OfflineGate.load(bundle_jws, bundle_keys_jwks, gate_id, now)
+    scan = gate.decide(code, "in", now)      # -> OfflineScan (decision, reason)
+    ... later, online: POST /v1/gates/sync {"scans": [s.as_json() for s in gate.pending]}
+
+It runs `codes.verifier.verify` against the bundle's code keys and revoked code ids, keeps
+the replay rule locally, matches reservations by the HMAC of the holder's daily pseudonym,
+tracks who is inside (by that same hash) and a local occupancy, then applies the same
+`venues.policy` order as the server. Age cannot be known offline: a venue with a minimum
+age refuses offline entries (`under_min_age`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+
+from codes import verifier
+from venues import policy as pol
+
+
+class BundleInvalid(ValueError):
+    """The bundle's signature does not verify, or it has expired."""
+
+
+@dataclass(frozen=True)
+class OfflineScan:
+    scan_id: str
+    code: str
+    direction: str
+    scanned_at: datetime
+    decision: str
+    reason: str
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "scan_id": self.scan_id,
+            "code": self.code,
+            "direction": self.direction,
+            "scanned_at": self.scanned_at.isoformat(),
+            "decision": self.decision,
+            "reason": self.reason,
+        }
+
+
+def verify_bundle(token: str, bundle_keys: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """The bundle's document, if a key of `bundle_keys` (GET /v1/gates/bundle/keys) signed
+    it and it has not expired."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+        jwk = next(k for k in bundle_keys.get("keys", []) if k.get("kid") == kid)
+        key = jwt.PyJWK(jwk, algorithm="ES256").key
+        body = jwt.api_jws.PyJWS().decode(token, key=key, algorithms=["ES256"])
+    except (StopIteration, jwt.PyJWTError) as exc:
+        raise BundleInvalid(f"bundle signature does not verify: {exc}") from None
+    document: dict[str, Any] = json.loads(body)
+    if datetime.fromisoformat(document["expires_at"]) <= now:
+        raise BundleInvalid("bundle expired; fetch a new one")
+    return document
+
+
+@dataclass
+class OfflineGate:
+    document: dict[str, Any]
+    gate_id: str
+    keys: dict[bytes, verifier.TrustedKey]
+    gate_keys: dict[int, bytes]
+    revoked: frozenset[str]
+    reservations: dict[str, list[pol.SlotWindow]]
+    replay: verifier.ReplayMemory = field(default_factory=verifier.ReplayMemory)
+    inside: set[str] = field(default_factory=set)
+    exited: dict[str, datetime] = field(default_factory=dict)
+    occupancy: int = 0
+    pending: list[OfflineScan] = field(default_factory=list)
+
+    @classmethod
+    def load(
+        cls, token: str, bundle_keys: Mapping[str, Any], gate_id: str, now: datetime
+    ) -> OfflineGate:
+        doc = verify_bundle(token, bundle_keys, now)
+        reservations: dict[str, list[pol.SlotWindow]] = {}
+        for item in doc["reservations"]:
+            window = pol.SlotWindow(
+                datetime.fromisoformat(item["starts_at"]), datetime.fromisoformat(item["ends_at"])
+            )
+            reservations.setdefault(item["h"], []).append(window)
+        return cls(
+            document=doc,
+            gate_id=gate_id,
+            keys=verifier.keys_from_jwks(doc["code_keys"]),
+            gate_keys={int(d): bytes.fromhex(k) for d, k in doc["gate_keys"].items()},
+            revoked=frozenset(doc["revoked_code_ids"]),
+            reservations=reservations,
+            occupancy=int(doc["occupancy"]),
+        )
+
+    @property
+    def policy(self) -> pol.VenuePolicy:
+        p = self.document["policy"]
+        return pol.VenuePolicy(
+            allowed_statuses=frozenset(p["allowed_statuses"]),
+            reservation_required=p["reservation_required"],
+            anti_passback=p["anti_passback"],
+            reentry_allowed=p["reentry_allowed"],
+            min_age=p["min_age"],
+        )
+
+    def _holder(self, result: verifier.Result) -> str | None:
+        alias = verifier.daily_pseudonym(result, self.gate_keys)
+        if alias is None:
+            return None
+        salt = bytes.fromhex(self.document["reservation_salt"])
+        return hmac.new(salt, bytes.fromhex(alias), hashlib.sha256).hexdigest()[:32]
+
+    def decide(
+        self, code: str, direction: str, now: datetime, scan_id: str | None = None
+    ) -> OfflineScan:
+        """Decide one scan locally and queue it for POST /v1/gates/sync."""
+        result = verifier.verify(code, self.keys, self.revoked, now)
+        result = self.replay.present(result, self.gate_id, now)
+        holder = self._holder(result) if result.valid else None
+        early = timedelta(minutes=int(self.document["early_entry_minutes"]))
+        facts = pol.ScanFacts(
+            now=now,
+            code_valid=result.valid,
+            code_reason=result.reason,
+            status=result.status,
+            age=None,
+            reservations=self.reservations.get(holder or "", []),
+            inside=holder in self.inside,
+            exited_today=holder in self.exited and self.exited[holder].date() == now.date(),
+            occupancy=self.occupancy,
+            capacity=int(self.document["capacity"]),
+        )
+        if direction == "out":
+            decision = pol.decide_exit(facts)
+        else:
+            decision = pol.decide_entry(self.policy, facts, early)
+        if decision.admitted and holder is not None:
+            if direction == "in" and holder not in self.inside:
+                self.inside.add(holder)
+                self.occupancy += 1
+            elif direction == "out":
+                if holder in self.inside or self.occupancy > 0:
+                    self.occupancy = max(0, self.occupancy - 1)
+                self.inside.discard(holder)
+                self.exited[holder] = now
+        scan = OfflineScan(
+            scan_id or f"off-{uuid.uuid4().hex}", code, direction, now, decision.decision,
+            decision.reason,
+        )  # fmt: skip
+        self.pending.append(scan)
+        return scan
