@@ -12,6 +12,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -71,17 +72,19 @@ def depseudonymise(perm_key: bytes, pseudonym: bytes) -> bytes:
 
 
 @lru_cache(maxsize=64)
-def _cipher(key: bytes) -> Cipher[modes.ECB]:
+def _contexts(key: bytes) -> tuple[Any, Any]:
     # One AES block, encrypted once per code and never reused with another nonce: ECB is
-    # exactly a keyed permutation of that block, no mode of operation is involved.
-    return Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305
+    # exactly a keyed permutation of that block, no mode of operation is involved. ECB
+    # contexts keep no state between blocks, so one pair per key serves every call.
+    cipher = Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305
+    return cipher.encryptor(), cipher.decryptor()
 
 
 def seal(gate_key_: bytes, pseudonym: bytes, nonce: bytes) -> bytes:
     if len(pseudonym) != 8 or len(nonce) != 8:
         raise ValueError("pseudonym and nonce are 8 bytes each")
-    enc = _cipher(gate_key_).encryptor()
-    return enc.update(pseudonym + nonce) + enc.finalize()
+    sealed: bytes = _contexts(gate_key_)[0].update(pseudonym + nonce)
+    return sealed
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,5 @@ class Opened:
 def open_token(gate_key_: bytes, token: bytes) -> Opened:
     if len(token) != 16:
         raise ValueError("a token is 16 bytes")
-    dec = _cipher(gate_key_).decryptor()
-    block = dec.update(token) + dec.finalize()
+    block: bytes = _contexts(gate_key_)[1].update(token)
     return Opened(block[:8], block[8:])

@@ -55,6 +55,9 @@ class CodesRuntime:
     handles: dict[str, bytes] = field(default_factory=dict)
     subjects: dict[bytes, str] = field(default_factory=dict)
     profiles: dict[str, tuple[datetime, Any]] = field(default_factory=dict)
+    # (day, subject) <-> that day's pseudonym: saves the Feistel rounds on repeat visits.
+    pseudonyms: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    holders: dict[tuple[int, bytes], str] = field(default_factory=dict)
     _trusted: dict[bytes, verifier.TrustedKey] = field(default_factory=dict)
     _trusted_sig: tuple[tuple[str, datetime | None], ...] = ()
     _all: dict[bytes, verifier.TrustedKey] = field(default_factory=dict)
@@ -73,6 +76,13 @@ class CodesRuntime:
             self.subjects.clear()
         self.handles[subject_id] = handle
         self.subjects[handle] = subject_id
+
+    def remember_pseudonym(self, day: int, subject_id: str, pseudo: bytes) -> None:
+        if len(self.pseudonyms) > _CACHE_LIMIT:
+            self.pseudonyms.clear()
+            self.holders.clear()
+        self.pseudonyms[(day, subject_id)] = pseudo
+        self.holders[(day, pseudo)] = subject_id
 
 
 def build_runtime(ctx: AppContext) -> CodesRuntime:
@@ -150,8 +160,7 @@ def gate_token_keys(ctx: AppContext, days: Sequence[int]) -> dict[int, str]:
 async def daily_pseudonym(ctx: AppContext, subject_id: str, day: int) -> str:
     """The subject's pseudonym of `day` (hex), what an offline gate reads out of a code
     with that day's gate key: venues list reservations by it in their bundles."""
-    handle = await _handle_for(ctx, subject_id)
-    return pseudonym.pseudonymise(_day_keys(runtime(ctx).token_secret, day)[1], handle).hex()
+    return (await _pseudonym_of(ctx, subject_id, day)).hex()
 
 
 # -- subjects and their handles ----------------------------------------------------------
@@ -176,11 +185,26 @@ async def _handle_for(ctx: AppContext, subject_id: str) -> bytes:
     return handle
 
 
+async def _pseudonym_of(ctx: AppContext, subject_id: str, day: int) -> bytes:
+    rt = runtime(ctx)
+    pseudo = rt.pseudonyms.get((day, subject_id))
+    if pseudo is None:
+        handle = await _handle_for(ctx, subject_id)
+        pseudo = pseudonym.pseudonymise(_day_keys(rt.token_secret, day)[1], handle)
+        rt.remember_pseudonym(day, subject_id, pseudo)
+    return pseudo
+
+
 async def _subject_of(ctx: AppContext, result: verifier.Result) -> str | None:
     rt = runtime(ctx)
     assert result.issued_at_s is not None
-    gate, perm = _day_keys(rt.token_secret, pseudonym.day_of(result.issued_at_s))
-    handle = pseudonym.depseudonymise(perm, pseudonym.open_token(gate, result.token).pseudonym)
+    day = pseudonym.day_of(result.issued_at_s)
+    gate, perm = _day_keys(rt.token_secret, day)
+    pseudo = pseudonym.open_token(gate, result.token).pseudonym
+    subject_id = rt.holders.get((day, pseudo))
+    if subject_id is not None:
+        return subject_id
+    handle = pseudonym.depseudonymise(perm, pseudo)
     subject_id = rt.subjects.get(handle)
     if subject_id is None:
         row = await CodeSubject.get_or_none(handle=int.from_bytes(handle, "big"))
@@ -188,6 +212,7 @@ async def _subject_of(ctx: AppContext, result: verifier.Result) -> str | None:
             return None
         subject_id = row.subject_id
         rt.remember(subject_id, handle)
+    rt.remember_pseudonym(day, subject_id, pseudo)
     return subject_id
 
 
@@ -535,9 +560,9 @@ async def issue_code(ctx: AppContext, subject_id: str) -> IssuedCode:
     rt = runtime(ctx)
     now = ctx.clock.now()
     issued_s = int(now.timestamp())
-    handle = await _handle_for(ctx, subject_id)
-    gate, perm = _day_keys(rt.token_secret, pseudonym.day_of(issued_s))
-    token = pseudonym.seal(gate, pseudonym.pseudonymise(perm, handle), os.urandom(8))
+    day = pseudonym.day_of(issued_s)
+    pseudo = await _pseudonym_of(ctx, subject_id, day)
+    token = pseudonym.seal(_day_keys(rt.token_secret, day)[0], pseudo, os.urandom(8))
     code_id = token.hex()
     lifetime_s = int(rt.config.lifetime.total_seconds())
     keep_ms = int((rt.config.lifetime + rt.config.skew).total_seconds() * 1000)
