@@ -30,6 +30,7 @@ from payments.schemas import (
     EnrollIn,
     HospitalIn,
     HospitalOut,
+    PatientOut,
     PayIn,
     RefundIn,
     RefundOut,
@@ -94,7 +95,7 @@ def bill_view_out(view: service.BillView) -> BillOut:
     return bill_out(view.bill, lines)
 
 
-def encounter_out(encounter: Encounter) -> EncounterOut:
+def encounter_out(encounter: Encounter, patient: PatientOut | None = None) -> EncounterOut:
     return EncounterOut(
         id=encounter.id,
         hospital_id=encounter.hospital_id,
@@ -104,6 +105,7 @@ def encounter_out(encounter: Encounter) -> EncounterOut:
         charged_fen=encounter.charged_fen,
         opened_at=encounter.opened_at,
         closed_at=encounter.closed_at,
+        patient=patient,
     )
 
 
@@ -278,14 +280,16 @@ async def open_encounter(request: Request) -> Response:
     body = await read_json(request, EncounterIn)
 
     async def action() -> StoredResponse:
-        encounter = await service.open_encounter(
+        opened = await service.open_encounter(
             ctx,
             hospital_id=_hospital_id(principal.tenant_id),
             verifier_id=principal.id,
             code=body.code,
             department=body.department,
         )
-        return StoredResponse(201, encounter_out(encounter).model_dump(mode="json"))
+        patient = PatientOut(masked_name=opened.masked_name, age_group=opened.age_group)
+        out = encounter_out(opened.encounter, patient)
+        return StoredResponse(201, out.model_dump(mode="json"))
 
     return await idempotent_json(request, ctx, owner=principal.id, action=action)
 

@@ -117,6 +117,11 @@ class EncounterIn(_In):
     department: str = Field(min_length=1, max_length=100)
 
 
+class PatientOut(BaseModel):
+    masked_name: str | None
+    age_group: str | None
+
+
 class EncounterOut(BaseModel):
     id: str
     hospital_id: str
@@ -126,6 +131,9 @@ class EncounterOut(BaseModel):
     charged_fen: Fen
     opened_at: datetime
     closed_at: datetime | None
+    patient: PatientOut | None = Field(
+        default=None, description="the patient as the code showed them (when opened)"
+    )
 
 
 class ItemIn(_In):

@@ -266,9 +266,18 @@ async def _refresh_account_status(ctx: AppContext, subject_id: str) -> None:
 # -- encounters and charges -------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class OpenedEncounter:
+    """A new encounter and what the hospital may know of its patient (nothing in clear)."""
+
+    encounter: Encounter
+    masked_name: str | None
+    age_group: str | None
+
+
 async def open_encounter(
     ctx: AppContext, *, hospital_id: str, verifier_id: str, code: str, department: str
-) -> Encounter:
+) -> OpenedEncounter:
     from codes import service as codes_service  # type: ignore[attr-defined, unused-ignore]
 
     verification = await codes_service.verify_code(ctx, code, verifier_id=verifier_id)
@@ -295,7 +304,7 @@ async def open_encounter(
         available = available_fen(account, use)
         if available <= 0:
             raise CreditUnavailable("no credit left", extra={"reason": "no_credit_left"})
-        return await Encounter.create(
+        encounter = await Encounter.create(
             id=new_id("enc"),
             hospital_id=hospital_id,
             subject_id=subject_id,
@@ -304,6 +313,7 @@ async def open_encounter(
             hold_fen=min(rt.config.initial_hold_fen, available),
             opened_at=now,
         )
+    return OpenedEncounter(encounter, verification.masked_name, verification.age_group)
 
 
 async def get_encounter(hospital_id: str, encounter_id: str) -> Encounter:

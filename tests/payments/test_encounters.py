@@ -33,6 +33,7 @@ async def test_opening_an_encounter_holds_credit(
     encounter = await open_encounter(client, where, person)
     assert encounter["status"] == "open"
     assert encounter["hold_fen"] == 50_000
+    assert encounter["patient"]["masked_name"] == "张*明"
     credit = (await client.get("/v1/credit/me", headers=person.headers)).json()
     assert credit["available_fen"] == 250_000
     assert [e["id"] for e in credit["open_encounters"]] == [encounter["id"]]
