@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -66,11 +67,26 @@ BUNDLE_PURPOSE = "bundles"
 BUNDLE_TYPE = "suishen-gate-bundle+jws"
 
 
+@dataclass(frozen=True)
+class VenueSnapshot:
+    """What a scan needs of its venue; kept for VENUE_CACHE_S (an edit in another process
+    reaches gates within that time; the occupancy is never read from it)."""
+
+    id: str
+    capacity: int
+    policy: pol.VenuePolicy
+    read_at: float
+
+
+VENUE_CACHE_S = 2.0
+
+
 @dataclass
 class VenuesRuntime:
     rules: VenueRules
     # client id -> (venue id, direction). Gates never move between venues.
     gates: dict[str, tuple[str, str]] = field(default_factory=dict)
+    venues: dict[str, VenueSnapshot] = field(default_factory=dict)
 
 
 def build_runtime(ctx: AppContext) -> VenuesRuntime:
@@ -151,6 +167,7 @@ async def update_venue(ctx: AppContext, venue_id: str, changes: dict[str, Any]) 
         changes["updated_at"] = ctx.clock.now()
         await Venue.filter(id=venue_id).update(**changes)
         await venue.refresh_from_db()
+        runtime(ctx).venues.pop(venue_id, None)
     return venue
 
 
@@ -438,13 +455,10 @@ async def scan(ctx: AppContext, gate: GateRef, request: ScanRequest) -> dict[str
             "scanned_at": request.scanned_at.isoformat() if request.scanned_at else None,
         }
     )
-    replayed = _replay(await Entry.get_or_none(gate_id=gate.id, scan_id=request.scan_id), digest)
-    if replayed is not None:
-        return replayed
+    # No lookup of the scan_id first: the entry's unique key catches a repeat when it is
+    # inserted (rolling its effects back), which keeps the first scan one query shorter.
     verdict = await codes_service.verify_code(ctx, request.code, verifier_id=gate.id)
-    venue = await Venue.get_or_none(id=gate.venue_id)
-    if venue is None:
-        raise VenueNotFound()
+    venue = await _venue_snapshot(ctx, gate.venue_id)
     outcome = await _decide(ctx, venue, verdict, request.direction, now)
     entry = Entry(
         venue_id=venue.id,
@@ -506,16 +520,30 @@ class Outcome:
     inside_before: bool | None = None  # None: no presence row yet
 
 
+async def _venue_snapshot(ctx: AppContext, venue_id: str) -> VenueSnapshot:
+    rt = runtime(ctx)
+    now = time.monotonic()
+    cached = rt.venues.get(venue_id)
+    if cached is not None and now - cached.read_at < VENUE_CACHE_S:
+        return cached
+    venue = await Venue.get_or_none(id=venue_id).only("id", "capacity", "policy")
+    if venue is None:
+        raise VenueNotFound()
+    snapshot = VenueSnapshot(venue.id, venue.capacity, policy_of(venue), now)
+    rt.venues[venue_id] = snapshot
+    return snapshot
+
+
 async def _decide(
     ctx: AppContext,
-    venue: Venue,
+    venue: VenueSnapshot,
     verdict: codes_service.Verification,
     direction: str,
     now: datetime,
 ) -> Outcome:
     """The policy on a snapshot; `_apply` then enforces its counters atomically."""
     rules = runtime(ctx).rules
-    policy = policy_of(venue)
+    policy = venue.policy
     if not verdict.valid or verdict.subject_id is None:
         return Outcome(pol.deny(verdict.reason), policy.anti_passback)
     subject_id = verdict.subject_id
@@ -550,7 +578,8 @@ async def _decide(
             and presence.exited_at is not None
             and rules.local_day(presence.exited_at) == today
         ),
-        occupancy=venue.occupancy,
+        # Capacity is decided by the atomic update in `_apply`, never on a stale count.
+        occupancy=0,
         capacity=venue.capacity,
     )
     decision = pol.decide_entry(policy, facts, rules.early_entry)
@@ -564,49 +593,63 @@ async def _decide(
 
 
 async def _apply(
-    venue: Venue, subject_id: str | None, direction: str, outcome: Outcome, now: datetime
+    venue: VenueSnapshot, subject_id: str | None, direction: str, outcome: Outcome, now: datetime
 ) -> tuple[pol.Decision, bool, int]:
     """Inside the scan's transaction: move presence and occupancy for an admit, or turn it
     into a deny when a concurrent scan got there first. Returns (decision, counted, occupancy)."""
     decision = outcome.decision
     if not decision.admitted or subject_id is None:
-        return decision, False, venue.occupancy
+        return decision, False, await _occupancy(venue.id)
     if direction == "out":
         left = await Presence.filter(venue_id=venue.id, subject_id=subject_id, inside=True).update(
             inside=False, exited_at=now
         )
-        counted = False
+        if not left:
+            await _upsert_presence(venue.id, subject_id, inside=False, exited_at=now)
         if left or outcome.inside_before is None:
             # Someone whose entry we never saw (admitted offline, not yet synced) still
             # leaves the building; a repeated exit scan does not count twice.
-            counted = bool(
-                await Venue.filter(id=venue.id, occupancy__gt=0).update(
-                    occupancy=F("occupancy") - 1
-                )
-            )
-        if not left:
-            await _upsert_presence(venue.id, subject_id, inside=False, exited_at=now)
-        return decision, counted, await _occupancy(venue.id)
+            after = await _bump_occupancy(venue.id, -1)
+            if after is not None:
+                return decision, True, after
+        return decision, False, await _occupancy(venue.id)
     # Entry: claim "inside" for this subject, then a place; either may lose a race.
     claimed = await Presence.filter(venue_id=venue.id, subject_id=subject_id, inside=False).update(
         inside=True, entered_at=now
     )
     if not claimed:
-        if await Presence.exists(venue_id=venue.id, subject_id=subject_id):
+        if outcome.inside_before is not None or await Presence.exists(
+            venue_id=venue.id, subject_id=subject_id
+        ):
             if outcome.anti_passback:
-                return pol.deny(pol.ALREADY_INSIDE), False, venue.occupancy
+                return pol.deny(pol.ALREADY_INSIDE), False, await _occupancy(venue.id)
             # Without anti-passback a second entry is let through but already counted.
             return decision, False, await _occupancy(venue.id)
         await Presence.create(venue_id=venue.id, subject_id=subject_id, inside=True, entered_at=now)
-    placed = await Venue.filter(id=venue.id, occupancy__lt=F("capacity")).update(
-        occupancy=F("occupancy") + 1
-    )
-    if not placed:
+    after = await _bump_occupancy(venue.id, +1)
+    if after is None:
         await Presence.filter(venue_id=venue.id, subject_id=subject_id).update(inside=False)
         return pol.deny(pol.VENUE_FULL), False, venue.capacity
     if outcome.reservation_id is not None:
         await Reservation.filter(id=outcome.reservation_id, used_at=None).update(used_at=now)
-    return decision, True, await _occupancy(venue.id)
+    return decision, True, after
+
+
+_BUMP_SQL = {
+    +1: "UPDATE venues_venue SET occupancy = occupancy + 1 "
+    "WHERE id = {p} AND occupancy < capacity RETURNING occupancy",
+    -1: "UPDATE venues_venue SET occupancy = occupancy - 1 "
+    "WHERE id = {p} AND occupancy > 0 RETURNING occupancy",
+}
+
+
+async def _bump_occupancy(venue_id: str, delta: int) -> int | None:
+    """One conditional UPDATE ... RETURNING (SQLite and PostgreSQL both have it): the new
+    occupancy, or None when the bound (capacity, or zero) was reached."""
+    client = Venue._meta.db
+    sql = _BUMP_SQL[delta].format(p="$1" if client.capabilities.dialect == "postgres" else "?")
+    _, rows = await client.execute_query(sql, [venue_id])
+    return int(rows[0]["occupancy"]) if rows else None
 
 
 async def _upsert_presence(venue_id: str, subject_id: str, **values: Any) -> None:
