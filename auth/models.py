@@ -18,8 +18,14 @@ class Account(Model):
     id = fields.CharField(max_length=32, primary_key=True)
     phone_index = fields.CharField(max_length=64, unique=True)
     phone_enc = fields.TextField()
-    # The person this account is, once real-name identity is bound (Subject.id).
-    subject_id = fields.CharField(max_length=32, null=True, unique=True)
+    # The person this account is, once real-name identity is bound.
+    subject: fields.OneToOneNullableRelation[Subject] = fields.OneToOneField(
+        "auth.Subject", related_name="account", null=True, on_delete=fields.RESTRICT
+    )
+    subject_id: str | None
+    # Kept beside the guardianships so the profile needs no second query when it is 0,
+    # and so the limit is checked on the row that is locked while adding.
+    dependents = fields.SmallIntField(default=0)
     created_at = fields.DatetimeField()
     last_login_at = fields.DatetimeField(null=True)
 
@@ -53,13 +59,16 @@ class Guardianship(Model):
 
     id = fields.IntField(primary_key=True)
     guardian_account_id = fields.CharField(max_length=32, db_index=True)
-    subject_id = fields.CharField(max_length=32, db_index=True)
+    subject: fields.ForeignKeyRelation[Subject] = fields.ForeignKeyField(
+        "auth.Subject", related_name="guardianships", on_delete=fields.RESTRICT
+    )
+    subject_id: str
     relation = fields.CharField(max_length=16)
     created_at = fields.DatetimeField()
 
     class Meta:
         table = "auth_guardianship"
-        unique_together = (("guardian_account_id", "subject_id"),)
+        unique_together = (("guardian_account_id", "subject"),)
 
 
 class Consent(Model):

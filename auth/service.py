@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from app.clock import SystemClock
@@ -808,23 +809,22 @@ class ResidentView:
 async def resident_profile(ctx: AppContext, principal: Principal) -> ResidentView:
     _require_resident(principal)
     rt = runtime(ctx)
-    account = await Account.get_or_none(id=principal.id)
+    account = await Account.filter(id=principal.id).select_related("subject").first()
     if account is None:
         raise Unauthorized("the account no longer exists")
     phone = rt.cipher.decrypt(account.phone_enc, field="phone", row=account.id)
-    subject = await Subject.get_or_none(id=account.subject_id) if account.subject_id else None
-    return ResidentView(
-        account, identity.mask_phone(phone), subject, await list_dependents(principal)
-    )
+    dependents = await list_dependents(principal) if account.dependents else []
+    return ResidentView(account, identity.mask_phone(phone), account.subject, dependents)
 
 
 async def list_dependents(principal: Principal) -> list[DependentView]:
     _require_resident(principal)
-    links = await Guardianship.filter(guardian_account_id=principal.id).order_by("id")
-    if not links:
-        return []
-    subjects = {s.id: s for s in await Subject.filter(id__in=[g.subject_id for g in links])}
-    return [DependentView(subjects[g.subject_id], g.relation) for g in links]
+    links = (
+        await Guardianship.filter(guardian_account_id=principal.id)
+        .select_related("subject")
+        .order_by("id")
+    )
+    return [DependentView(g.subject, g.relation) for g in links]
 
 
 async def give_consent(
@@ -884,7 +884,7 @@ async def add_dependent(
             guardian_account_id=account.id, subject_id=subject.id
         ):
             raise AlreadyDependent()
-        if await Guardianship.filter(guardian_account_id=account.id).count() >= MAX_DEPENDENTS:
+        if account.dependents >= MAX_DEPENDENTS:
             raise DependentsLimit()
         if subject is None:
             subject = _new_subject(rt, person, now, None)
@@ -898,6 +898,7 @@ async def add_dependent(
             guardian_account_id=account.id, subject_id=subject.id, relation=relation,
             created_at=now,
         )  # fmt: skip
+        await Account.filter(id=account.id).update(dependents=F("dependents") + 1)
     await audit(
         "dependent_added", now=now, actor=principal.id, target=subject.id,
         request_id=meta.request_id, ip=meta.ip, detail={"relation": relation},

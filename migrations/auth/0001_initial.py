@@ -2,25 +2,13 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
+from tortoise.fields.base import OnDelete
 from tortoise import fields
 
 class Migration(migrations.Migration):
     initial = True
 
     operations = [
-        ops.CreateModel(
-            name='Account',
-            fields=[
-                ('id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=32)),
-                ('phone_index', fields.CharField(unique=True, max_length=64)),
-                ('phone_enc', fields.TextField(unique=False)),
-                ('subject_id', fields.CharField(null=True, unique=True, max_length=32)),
-                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
-                ('last_login_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
-            ],
-            options={'table': 'auth_account', 'app': 'auth', 'pk_attr': 'id', 'table_description': "A resident's login, keyed by mobile number."},
-            bases=['Model'],
-        ),
         ops.CreateModel(
             name='AuditEvent',
             fields=[
@@ -68,18 +56,6 @@ class Migration(migrations.Migration):
             bases=['Model'],
         ),
         ops.CreateModel(
-            name='Guardianship',
-            fields=[
-                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
-                ('guardian_account_id', fields.CharField(db_index=True, max_length=32)),
-                ('subject_id', fields.CharField(db_index=True, max_length=32)),
-                ('relation', fields.CharField(max_length=16)),
-                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
-            ],
-            options={'table': 'auth_guardianship', 'app': 'auth', 'unique_together': (('guardian_account_id', 'subject_id'),), 'pk_attr': 'id', 'table_description': 'A resident (guardian account) may act for a dependent subject.'},
-            bases=['Model'],
-        ),
-        ops.CreateModel(
             name='RefreshToken',
             fields=[
                 ('id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=32)),
@@ -109,6 +85,32 @@ class Migration(migrations.Migration):
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
             options={'table': 'auth_subject', 'app': 'auth', 'pk_attr': 'id', 'table_description': 'A real-name person: an account holder, a dependent, or both over time. `id` is the'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Account',
+            fields=[
+                ('id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=32)),
+                ('phone_index', fields.CharField(unique=True, max_length=64)),
+                ('phone_enc', fields.TextField(unique=False)),
+                ('subject', fields.OneToOneField('auth.Subject', source_field='subject_id', null=True, db_constraint=True, to_field='id', related_name='account', on_delete=OnDelete.RESTRICT)),
+                ('dependents', fields.SmallIntField(default=0)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('last_login_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'auth_account', 'app': 'auth', 'pk_attr': 'id', 'table_description': "A resident's login, keyed by mobile number."},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Guardianship',
+            fields=[
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('guardian_account_id', fields.CharField(db_index=True, max_length=32)),
+                ('subject', fields.ForeignKeyField('auth.Subject', source_field='subject_id', db_constraint=True, to_field='id', related_name='guardianships', on_delete=OnDelete.RESTRICT)),
+                ('relation', fields.CharField(max_length=16)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'auth_guardianship', 'app': 'auth', 'unique_together': (('guardian_account_id', 'subject'),), 'pk_attr': 'id', 'table_description': 'A resident (guardian account) may act for a dependent subject.'},
             bases=['Model'],
         ),
     ]
