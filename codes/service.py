@@ -379,13 +379,13 @@ class StatusRecord:
 
 
 def _encode_status(record: StatusRecord) -> str:
-    until = str(int(record.valid_until.timestamp())) if record.valid_until else ""
+    until = repr(record.valid_until.timestamp()) if record.valid_until else ""
     return f"{record.version}|{record.status or ''}|{until}"
 
 
 def _status_from_cache(raw: bytes, now: datetime, default: str) -> str:
     _, status, until = raw.decode().split("|")
-    if not status or (until and now.timestamp() >= int(until)):
+    if not status or (until and now.timestamp() >= float(until)):
         return default
     return status
 
@@ -465,6 +465,19 @@ async def set_statuses(
     in the history, then update the cache. Rows are locked so versions follow commits."""
     now = ctx.clock.now()
     _check_changes(changes, now)
+    try:
+        records = await _write_statuses(changes, actor, now)
+    except IntegrityError:
+        # A concurrent first write created one of the rows this batch meant to create;
+        # the rolled-back batch runs again and now updates that row.
+        records = await _write_statuses(changes, actor, now)
+    await _cache_statuses(ctx, records)
+    return records
+
+
+async def _write_statuses(
+    changes: Sequence[StatusChange], actor: str, now: datetime
+) -> list[StatusRecord]:
     ids = [c.subject_id for c in changes]
     records: list[StatusRecord] = []
     async with in_transaction():
@@ -503,7 +516,6 @@ async def set_statuses(
                 batch_size=1000,
             )
         await HealthStatusChange.bulk_create(history, batch_size=1000)
-    await _cache_statuses(ctx, records)
     return records
 
 
@@ -531,11 +543,7 @@ async def set_status(
     actor: str,
 ) -> StatusRecord:
     changes = [StatusChange(subject_id, status, reason, valid_until)]
-    try:
-        return (await set_statuses(ctx, changes, actor=actor))[0]
-    except IntegrityError:
-        # A concurrent first write for this subject created the row: the retry updates it.
-        return (await set_statuses(ctx, changes, actor=actor))[0]
+    return (await set_statuses(ctx, changes, actor=actor))[0]
 
 
 async def status_history(subject_id: str) -> list[HealthStatusChange]:

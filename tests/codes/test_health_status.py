@@ -223,3 +223,30 @@ async def test_batch_over_10000_entries_is_refused(
     )
     assert response.status_code in (413, 422)
     assert await HealthStatus.all().count() == 0
+
+
+async def test_concurrent_batches_over_the_same_new_subjects_all_apply(
+    client: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    auth = await authority(client, ctx)
+    colours = ("red", "yellow", "green", "red", "yellow")
+
+    def batch(colour: str) -> dict[str, Any]:
+        return {
+            "entries": [
+                {"subject_id": f"sub_race_{i}", "status": colour, "reason": "r"} for i in range(40)
+            ]
+        }
+
+    responses = await asyncio.gather(
+        *(
+            client.post("/v1/health-status:batch", json=batch(c), headers=auth.headers)
+            for c in colours
+        )
+    )
+    assert [r.status_code for r in responses] == [200] * len(colours), [r.text for r in responses]
+    for i in range(40):
+        row = await HealthStatus.get(subject_id=f"sub_race_{i}")
+        assert row.version == len(colours)
+        assert await service.current_status(ctx, row.subject_id) == row.status
+    assert await HealthStatusChange.filter(subject_id="sub_race_0").count() == len(colours)
