@@ -648,7 +648,8 @@ async def _bump_occupancy(venue_id: str, delta: int) -> int | None:
     occupancy, or None when the bound (capacity, or zero) was reached."""
     client = Venue._meta.db
     sql = _BUMP_SQL[delta].format(p="$1" if client.capabilities.dialect == "postgres" else "?")
-    _, rows = await client.execute_query(sql, [venue_id])
+    # execute_query_dict: the asyncpg client's execute_query drops RETURNING rows of UPDATEs.
+    rows = await client.execute_query_dict(sql, [venue_id])
     return int(rows[0]["occupancy"]) if rows else None
 
 
@@ -736,15 +737,19 @@ async def offline_bundle(ctx: AppContext, gate: GateRef) -> SignedBundle:
     ).order_by("starts_at")
     reservations = []
     for seat in seats:
-        day = code_days.day_of(int(seat.starts_at.timestamp()))
-        alias = await codes_service.daily_pseudonym(ctx, seat.subject_id, day)
-        reservations.append(
-            {
-                "h": _hashed(salt, alias),
-                "starts_at": seat.starts_at.isoformat(),
-                "ends_at": seat.ends_at.isoformat(),
-            }
-        )
+        # A code opens to the pseudonym of the day it was issued: list the holder under
+        # every day the admission window touches (early entry may start the day before).
+        first = code_days.day_of(int((seat.starts_at - rules.early_entry).timestamp()))
+        last = code_days.day_of(int(seat.ends_at.timestamp()))
+        for day in range(first, last + 1):
+            alias = await codes_service.daily_pseudonym(ctx, seat.subject_id, day)
+            reservations.append(
+                {
+                    "h": _hashed(salt, alias),
+                    "starts_at": seat.starts_at.isoformat(),
+                    "ends_at": seat.ends_at.isoformat(),
+                }
+            )
     revoked: list[str] = []
     cursor = 0
     while True:

@@ -70,7 +70,8 @@ async def test_residents_see_their_own_visits_only(
     place = (await client.get(f"/v1/venues/{venue.id}/place-code")).json()["place_code"]
     gus, hal = await resident(client, ctx), await resident(client, ctx)
     await client.post("/v1/checkins", json={"place_code": place}, headers=gus.headers)
-    await scan(client, gate, await code_of(client, gus))
+    entered = await scan(client, gate, await code_of(client, gus))
+    assert entered.json()["decision"] == "admit", entered.text
     mine = (await client.get("/v1/residents/me/visits", headers=gus.headers)).json()["items"]
     assert sorted(v["kind"] for v in mine) == ["checkin", "entry"]
     assert {v["venue_name"] for v in mine} == {"上海博物馆"}

@@ -46,7 +46,7 @@ async def test_bundle_is_signed_valid_24h_and_leaks_no_identity(
     text = got["bundle"] + str(got["document"])
     assert holder.subject_id is not None and holder.subject_id not in text
     assert "张" not in text
-    assert len(got["document"]["reservations"]) == 1
+    assert 1 <= len(got["document"]["reservations"]) <= 2, "one per day the window touches"
     keys = (await client.get("/v1/gates/bundle/keys")).json()
     OfflineGate.load(got["bundle"], keys, gate.client_id, clock.now())
     head, body, sig = got["bundle"].split(".")
