@@ -357,6 +357,33 @@ def _status_put_local(view: LocalView, keys: Sequence[str], args: Sequence[str])
 # before a change committed can never overwrite the changed status.
 STATUS_PUT = AtomicScript("codes_status_put", _STATUS_PUT_LUA, _status_put_local)
 
+_STATUS_PUT_MANY_LUA = """
+local written = 0
+for i, key in ipairs(KEYS) do
+  local version = tonumber(ARGV[2 * i])
+  local cur = redis.call('GET', key)
+  local v = cur and tonumber(string.match(cur, '^(%d+)|'))
+  if not (v and v >= version) then
+    redis.call('SET', key, ARGV[2 * i + 1], 'PX', ARGV[1])
+    written = written + 1
+  end
+end
+return written
+"""
+
+
+def _status_put_many_local(view: LocalView, keys: Sequence[str], args: Sequence[str]) -> int:
+    written = 0
+    for i, key in enumerate(keys):
+        written += _status_put_local(view, [key], [args[2 * i + 1], args[2 * i + 2], args[0]])
+    return written
+
+
+# STATUS_PUT for many subjects at once (a status batch).
+STATUS_PUT_MANY = AtomicScript(
+    "codes_status_put_many", _STATUS_PUT_MANY_LUA, _status_put_many_local
+)
+
 
 # -- health status -------------------------------------------------------------------------
 
@@ -510,16 +537,33 @@ async def _write_statuses(
         if created:
             await HealthStatus.bulk_create(created, batch_size=1000)
         if updated:
-            await HealthStatus.bulk_update(
+            # These rows exist and are locked: an INSERT ... ON CONFLICT DO UPDATE updates
+            # them in one statement per 1000, far faster than the ORM's bulk UPDATE (one
+            # CASE expression per column), and unlike delete + insert it keeps the locks.
+            await HealthStatus.bulk_create(
                 updated,
-                fields=["status", "reason", "valid_until", "version", "set_by", "set_at"],
                 batch_size=1000,
+                on_conflict=["subject_id"],
+                update_fields=["status", "reason", "valid_until", "version", "set_by", "set_at"],
             )
         await HealthStatusChange.bulk_create(history, batch_size=1000)
     return records
 
 
 async def _cache_statuses(ctx: AppContext, records: Sequence[StatusRecord]) -> None:
+    if ctx.settings.extra.get("SUISHEN_REDIS_CLUSTER") != "1":
+        # One script call per 500 subjects. (Not on Redis Cluster, where the keys of one
+        # script must share a slot and every subject's keys have a slot of their own.)
+        for start in range(0, len(records), 500):
+            chunk = records[start : start + 500]
+            args: list[str | int] = [_STATUS_TTL_MS]
+            for record in chunk:
+                args += [record.version, _encode_status(record)]
+            await ctx.kv.eval(
+                STATUS_PUT_MANY, [_status_key(ctx, r.subject_id) for r in chunk], args
+            )
+        return
+
     async def put(record: StatusRecord) -> None:
         await ctx.kv.eval(
             STATUS_PUT,
