@@ -30,6 +30,8 @@ RATE = 200.0  # scans per second for the latency figure
 P99_GOAL_MS = 50.0
 RESIDENTS = 20
 CODES_PER_RESIDENT = 10
+# Above scans/s x (warm-up + duration) here; far larger Lua tables make wrk fall back to GET.
+WRK_REQUESTS = 8000
 THROUGHPUT_GOAL = 0.05  # scans/s over healthz/s: a scan is a few DB writes, healthz none
 
 
@@ -135,9 +137,13 @@ async def _fixed_rate(
             nonlocal failures
             body = {"scan_id": f"bench-{uuid.uuid4().hex}", "code": code, "direction": "in"}
             started = time.perf_counter()
-            response = await c.post("/v1/gates/scan", json=body)
+            try:
+                response = await c.post("/v1/gates/scan", json=body)
+                admitted = response.status_code == 200 and response.json()["decision"] == "admit"
+            except httpx.HTTPError:
+                admitted = False  # counted, and its time too: an overloaded server shows
             latencies.append((time.perf_counter() - started) * 1000)
-            if response.status_code != 200 or response.json()["decision"] != "admit":
+            if not admitted:
                 failures += 1
 
         tasks = []
@@ -179,8 +185,6 @@ def run(opts: BenchOptions) -> Report:
                 best = measured
         assert best is not None
         latencies, failures = best
-        if failures:
-            raise BenchError(f"{failures} scans at the fixed rate were not admitted")
 
         def drive(path: str, **kwargs: Any) -> WrkResult:
             return run_wrk(
@@ -202,13 +206,13 @@ def run(opts: BenchOptions) -> Report:
                 WrkRequest("/v1/gates/scan", "POST", gate, json.dumps(
                     {"scan_id": f"wrk-{uuid.uuid4().hex}", "code": codes[i % len(codes)],
                      "direction": "in"}))
-                for i in range(60_000)
+                for i in range(WRK_REQUESTS)
             ]  # fmt: skip
             return drive("/v1/gates/scan", lua_script=lua_cycle(requests))
 
         rows = best_of({"healthz": health, "gates/scan": scans}, opts.rounds)
     p50, p99 = _p(latencies, 0.5), _p(latencies, 0.99)
-    verdict = "met" if p99 < P99_GOAL_MS else "MISSED"
+    verdict = "met" if p99 < P99_GOAL_MS and not failures else "MISSED"
     scan_row = next(r for r in rows if r.label == "gates/scan")
     return Report(
         title=f"venues: POST /v1/gates/scan ({opts.backend_name})",
@@ -219,7 +223,7 @@ def run(opts: BenchOptions) -> Report:
         notes=[
             f"fixed rate {RATE:.0f} scans/s for {opts.duration_s:.0f} s ({len(latencies)} scans, "
             f"best of {opts.rounds}): p50 {p50:.2f} ms, p99 {p99:.2f} ms "
-            f"(goal p99 < {P99_GOAL_MS:.0f} ms: {verdict})",
+            f"(goal p99 < {P99_GOAL_MS:.0f} ms: {verdict}); {failures} not admitted or failed",
             f"throughput under wrk ({opts.connections} connections): "
             f"{scan_row.result.rps:.0f} scans/s, p99 {scan_row.result.p99_ms:.2f} ms",
         ],
