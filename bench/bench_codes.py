@@ -30,7 +30,7 @@ from codes import codec, verifier
 PHONE = "13800000002"
 NAME = "李四光"
 # 310101 region, born 1985-03-02, sequence 002, ISO 7064 MOD 11-2 check digit.
-ID_NUMBER = "310101198503020022"
+ID_NUMBER = "310101198503020021"
 CODES_PER_ROUND = 400
 VERIFIER_GOAL = 0.8
 HTTP_GOAL = 0.5
