@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# `make run` needs only the runtime dependencies: a fresh start skips the dev tools.
+STAMP_RUN := $(VENV)/.installed-run
 
 .PHONY: run test lint bench install clean
 
@@ -12,11 +14,15 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(STAMP_RUN)
+
+$(STAMP_RUN): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+	touch $(STAMP_RUN)
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP_RUN)
 	$(BIN)/suishen serve --seed-demo
 
 lint: $(STAMP)
@@ -27,7 +33,7 @@ test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # wrk drives the servers (a Python load generator saturates first on two cores).
-bench: $(STAMP)
+bench: $(STAMP_RUN)
 	@command -v wrk >/dev/null || apt-get install -y wrk || \
 		(apt-get update && apt-get install -y wrk)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,7 +26,7 @@ from app.keyring import KeyringError, Keys
 from app.kv import KeyValueStore, create_store
 from app.metrics import Metrics
 from app.middleware import PlatformMiddleware, request_id_of
-from app.openapi import build_openapi
+from app.openapi import OpenAPIDocument
 from app.settings import Settings
 from app.worker import run_worker
 
@@ -135,8 +134,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.domains = domains
-    app.state.openapi = build_openapi(route_table, title="suishen", version=VERSION)
-    app.state.openapi_json = json.dumps(app.state.openapi).encode()
+    app.state.openapi = OpenAPIDocument(route_table, title="suishen", version=VERSION)
     return app
 
 

@@ -64,7 +64,7 @@ async def metrics(request: Request) -> Response:
 
 @endpoint(summary="This document", tags=["system"])
 async def openapi(request: Request) -> Response:
-    return Response(request.app.state.openapi_json, media_type="application/json")
+    return Response(request.app.state.openapi.json, media_type="application/json")
 
 
 routes = [

@@ -254,7 +254,7 @@ def test_every_route_of_the_app_has_an_endpoint_spec(settings: Settings) -> None
 
 def test_every_route_appears_in_the_document_with_its_methods(settings: Settings) -> None:
     app = create_app(settings)
-    paths = app.state.openapi["paths"]
+    paths = app.state.openapi.document["paths"]
     for path, route in _routes(list(app.routes)):
         for method in route.methods or []:
             if method != "HEAD":
@@ -262,7 +262,7 @@ def test_every_route_appears_in_the_document_with_its_methods(settings: Settings
 
 
 def test_every_operation_documents_success_and_problem_responses(settings: Settings) -> None:
-    document = create_app(settings).state.openapi
+    document = create_app(settings).state.openapi.document
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             responses = operation["responses"]
@@ -287,7 +287,7 @@ def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]
 
 
 def test_endpoint_schemas_come_from_the_pydantic_models(settings: Settings) -> None:
-    document = create_app(settings, domains=[*load_domains(), PROBE]).state.openapi
+    document = create_app(settings, domains=[*load_domains(), PROBE]).state.openapi.document
     read = document["paths"]["/v1/notes/{note_id}"]["get"]
     ok = read["responses"]["200"]["content"]["application/json"]["schema"]
     assert _resolve(document, ok)["properties"].keys() == {"note_id", "text"}
