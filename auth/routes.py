@@ -245,7 +245,7 @@ def _profile(view: service.ResidentView, request: Request) -> ResidentProfile:
     subject = view.subject
     today = app_context(request).clock.now().date()
     return ResidentProfile(
-        account_id=view.account.id,
+        account_id=view.account_id,
         phone=view.phone_masked,
         identity_bound=subject is not None,
         subject_id=subject.id if subject else None,

@@ -793,28 +793,63 @@ async def _claim_identity(rt: AuthRuntime, account: Account, person: Person, now
 
 
 @dataclass(frozen=True)
+class SubjectCard:
+    """What a profile shows of a person: masked values and the birth date."""
+
+    id: str
+    masked_name: str
+    masked_id_number: str
+    birth_date: date
+
+    @classmethod
+    def of(cls, subject: Subject) -> SubjectCard:
+        return cls(subject.id, subject.masked_name, subject.masked_id_number, subject.birth_date)
+
+
+@dataclass(frozen=True)
 class DependentView:
-    subject: Subject
+    subject: SubjectCard
     relation: str
 
 
 @dataclass(frozen=True)
 class ResidentView:
-    account: Account
+    account_id: str
     phone_masked: str
-    subject: Subject | None
+    subject: SubjectCard | None
     dependents: list[DependentView]
+
+
+# The profile is read on every app start and after every token refresh, so it is one
+# hand-written join: building the same query through the ORM costs ten times the CPU.
+_PROFILE_SQL = (
+    "SELECT a.phone_enc, a.dependents, s.id AS subject_id, s.masked_name, "
+    "s.masked_id_number, s.birth_date FROM auth_account a "
+    "LEFT JOIN auth_subject s ON s.id = a.subject_id WHERE a.id = {p}"
+)
 
 
 async def resident_profile(ctx: AppContext, principal: Principal) -> ResidentView:
     _require_resident(principal)
     rt = runtime(ctx)
-    account = await Account.filter(id=principal.id).select_related("subject").first()
-    if account is None:
+    client = Account._meta.db
+    sql = _PROFILE_SQL.format(p="$1" if client.capabilities.dialect == "postgres" else "?")
+    rows = await client.execute_query_dict(sql, [principal.id])
+    if not rows:
         raise Unauthorized("the account no longer exists")
-    phone = rt.cipher.decrypt(account.phone_enc, field="phone", row=account.id)
-    dependents = await list_dependents(principal) if account.dependents else []
-    return ResidentView(account, identity.mask_phone(phone), account.subject, dependents)
+    row = rows[0]
+    phone = rt.cipher.decrypt(row["phone_enc"], field="phone", row=principal.id)
+    subject = None
+    if row["subject_id"] is not None:
+        born = row["birth_date"]
+        subject = SubjectCard(
+            row["subject_id"],
+            row["masked_name"],
+            row["masked_id_number"],
+            born if isinstance(born, date) else date.fromisoformat(str(born)),
+        )
+    dependents = await list_dependents(principal) if row["dependents"] else []
+    return ResidentView(principal.id, identity.mask_phone(phone), subject, dependents)
 
 
 async def list_dependents(principal: Principal) -> list[DependentView]:
@@ -824,7 +859,7 @@ async def list_dependents(principal: Principal) -> list[DependentView]:
         .select_related("subject")
         .order_by("id")
     )
-    return [DependentView(g.subject, g.relation) for g in links]
+    return [DependentView(SubjectCard.of(g.subject), g.relation) for g in links]
 
 
 async def give_consent(
@@ -903,7 +938,7 @@ async def add_dependent(
         "dependent_added", now=now, actor=principal.id, target=subject.id,
         request_id=meta.request_id, ip=meta.ip, detail={"relation": relation},
     )  # fmt: skip
-    return DependentView(subject, relation)
+    return DependentView(SubjectCard.of(subject), relation)
 
 
 async def _use_consent(subject_id: str, code: str | None, account_id: str, now: datetime) -> None:
