@@ -12,6 +12,7 @@ from app.context import AppContext
 from tests.factories import add_dependent, resident
 from tests.venues.conftest import book, local_time, make_slot, make_venue, relogin, warm_kv
 from venues import service
+from venues.rules import VenueRules
 
 
 async def test_booking_takes_places_and_cancelling_gives_them_back(
@@ -149,3 +150,27 @@ async def test_200_concurrent_bookings_for_50_places_leave_exactly_50(
     from venues.models import Seat
 
     assert await Seat.filter(reservation__slot_id=slot["id"]).count() == 50
+
+
+async def test_slots_are_validated_and_listed_by_local_day(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    venue = await make_venue(client, ctx)
+    start = local_time(clock.now(), days=3, hour=10)
+    h = venue.operator.headers
+    for body in (
+        {"starts_at": start.isoformat(), "ends_at": start.isoformat(), "capacity": 5},
+        {"starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=1)).isoformat(),
+         "capacity": 5, "walk_in": 6},
+        {"starts_at": (clock.now() - timedelta(hours=2)).isoformat(),
+         "ends_at": (clock.now() - timedelta(hours=1)).isoformat(), "capacity": 5},
+    ):  # fmt: skip
+        bad = await client.post(f"/v1/venues/{venue.id}/slots", json=body, headers=h)
+        assert bad.status_code == 422 and bad.json()["code"] == "slot_invalid", bad.text
+    await make_slot(client, venue, start)
+    await make_slot(client, venue, local_time(clock.now(), days=4, hour=10))
+    day = (await client.get(f"/v1/venues/{venue.id}/slots", params={"day": start.astimezone(
+        VenueRules().tz).date().isoformat()})).json()["items"]  # fmt: skip
+    assert [s["starts_at"] for s in day] == [start.isoformat().replace("+00:00", "Z")]
+    unknown = await client.get("/v1/venues/ven_missing/slots")
+    assert unknown.status_code == 404 and unknown.json()["code"] == "venue_not_found"
