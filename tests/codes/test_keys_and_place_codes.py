@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +116,26 @@ async def test_identity_verification_refuses_place_codes(
     place = service.sign_place_code(ctx, "venue_42")
     response = await client.post("/v1/codes/verify", json={"code": place}, headers=gate.headers)
     assert response.json()["reason"] == "code_malformed"
+
+
+async def test_cli_rotation_reaches_the_running_process(
+    client: httpx.AsyncClient, ctx: AppContext, settings: Settings
+) -> None:
+    before = ctx.keys.signing["codes"].active().kid
+    env = {**os.environ, "APP_ENV": "test", "KEY_DIR": str(settings.key_dir)}
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "keys", "rotate", "--purpose", "codes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    rotated = json.loads(done.stdout)["kid"]
+    assert rotated != before
+    await asyncio.sleep(1.1)  # running processes re-check the key index once a second
+    who = await resident(client, ctx)
+    code = (await client.get("/v1/codes/me", headers=who.headers)).json()["code"]
+    published = {k["code_kid"]: k["kid"] for k in (await jwks(client))["keys"]}
+    assert published[codec.decode(code).payload.key_id.hex()] == rotated
+    assert set(published.values()) == {before, rotated}
