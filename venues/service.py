@@ -376,6 +376,8 @@ async def count_no_shows(ctx: AppContext) -> int:
                 continue
             missed = await Reservation.filter(slot_id=slot.id, status="booked", used_at=None)
             for reservation in missed:
+                if await _party_entered(reservation, slot, rt.rules):
+                    continue
                 await Reservation.filter(id=reservation.id).update(status="no_show")
                 await NoShow.create(
                     subject_id=reservation.booker_subject_id,
@@ -392,6 +394,22 @@ async def count_no_shows(ctx: AppContext) -> int:
                 if until is not None:
                     await _suspend(reservation.booker_subject_id, until)
     return counted
+
+
+async def _party_entered(reservation: Reservation, slot: Slot, rules: VenueRules) -> bool:
+    """Whether someone of the party was admitted during the slot's window. Venues that do
+    not require reservations never mark bookings used at the gate, so this asks the
+    entries instead (only when a slot ends, off the scan path)."""
+    subjects = await Seat.filter(reservation_id=reservation.id).values_list("subject_id", flat=True)
+    return await Entry.filter(
+        venue_id=reservation.venue_id,
+        subject_id__in=list(subjects),
+        direction="in",
+        decision=pol.ADMIT,
+        annulled_at=None,
+        scanned_at__gte=slot.starts_at - rules.early_entry,
+        scanned_at__lt=slot.ends_at,
+    ).exists()
 
 
 async def _suspend(subject_id: str, until: datetime) -> None:

@@ -10,8 +10,19 @@ import httpx
 from app.clock import FrozenClock
 from app.context import AppContext
 from tests.factories import add_dependent, resident
-from tests.venues.conftest import book, local_time, make_slot, make_venue, relogin, warm_kv
+from tests.venues.conftest import (
+    book,
+    code_of,
+    local_time,
+    make_gate,
+    make_slot,
+    make_venue,
+    relogin,
+    scan,
+    warm_kv,
+)
 from venues import service
+from venues.models import NoShow
 from venues.rules import VenueRules
 
 
@@ -174,3 +185,19 @@ async def test_slots_are_validated_and_listed_by_local_day(
     assert [s["starts_at"] for s in day] == [start.isoformat().replace("+00:00", "Z")]
     unknown = await client.get("/v1/venues/ven_missing/slots")
     assert unknown.status_code == 404 and unknown.json()["code"] == "venue_not_found"
+
+
+async def test_a_booking_used_at_a_venue_without_reservation_check_is_no_no_show(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    venue = await make_venue(client, ctx)  # reservations not required at the gate
+    gate = await make_gate(client, venue)
+    slot = await make_slot(client, venue, clock.now() + timedelta(minutes=10))
+    came, stayed_home = await resident(client, ctx), await resident(client, ctx)
+    for person in (came, stayed_home):
+        assert (await book(client, person, slot["id"])).status_code == 201
+    assert (await scan(client, gate, await code_of(client, came))).json()["decision"] == "admit"
+    clock.advance(hours=1, minutes=11)
+    assert await service.count_no_shows(ctx) == 1
+    no_shows = await NoShow.all().values_list("subject_id", flat=True)
+    assert no_shows == [stayed_home.subject_id]
