@@ -25,17 +25,19 @@ Problem (app.errors)
  ├── ConsentInvalid          409 consent_invalid      wrong, expired or someone else's code
  ├── ClientNotFound          404 not_found            no such machine client
  ├── DependentNotFound       404 not_found            not a dependent of this resident
- └── ClientDisabled          409 client_disabled      a disabled client cannot be rotated
+ ├── ClientDisabled          409 client_disabled      a disabled client cannot be rotated
+ └── Conflict                409 conflict             a concurrent rotation of the same client won
 """
 
 from __future__ import annotations
 
-from app.errors import Forbidden, NotFound, Problem, RateLimited, Unauthorized
+from app.errors import Conflict, Forbidden, NotFound, Problem, RateLimited, Unauthorized
 
 __all__ = [
     "AlreadyDependent",
     "ClientDisabled",
     "ClientNotFound",
+    "Conflict",
     "ConsentInvalid",
     "ConsentRequired",
     "DependentIsSelf",

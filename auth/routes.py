@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.context import app_context
-from app.errors import RateLimited
+from app.errors import Conflict, RateLimited
 from app.http import endpoint, json_response, read_json
 from auth import scopes as sc
 from auth import service
@@ -183,7 +183,7 @@ async def post_client(request: Request) -> Response:
 @endpoint(
     summary="Rotate a client's secret; the old secret and its tokens stop working",
     response=ClientCredentialsOut,
-    errors=[ClientNotFound, ClientDisabled],
+    errors=[ClientNotFound, ClientDisabled, Conflict],
     auth=sc.ADMIN,
     tags=TAGS,
 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import math
 import secrets
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from tortoise.transactions import in_transaction
 
 from app.clock import SystemClock
 from app.context import AppContext
-from app.errors import Forbidden, RateLimited, Unauthorized
+from app.errors import Conflict, Forbidden, RateLimited, Unauthorized
 from app.kv import AtomicScript, LocalView
 from auth import identity, tokens
 from auth import scopes as sc
@@ -59,8 +58,6 @@ from auth.pii import PiiCipher
 from auth.principal import Principal
 from auth.sms import ConsoleSms, SandboxSms, SmsBackend
 
-log = logging.getLogger("suishen.auth")
-
 OTP_TTL = timedelta(minutes=5)
 OTP_MAX_TRIES = 5
 REFRESH_TTL = timedelta(days=30)
@@ -92,13 +89,10 @@ class AuthConfig:
             return int(raw) if raw else default
 
         exempt_raw = extra.get("SUISHEN_RATE_LIMIT_EXEMPT_IPS")
-        exempt = (
-            frozenset(ip.strip() for ip in exempt_raw.split(",") if ip.strip())
-            if exempt_raw is not None
-            else frozenset()
-            if production
-            else frozenset({"127.0.0.1", "::1"})
-        )
+        if exempt_raw is not None:
+            exempt = frozenset(ip.strip() for ip in exempt_raw.split(",") if ip.strip())
+        else:
+            exempt = frozenset() if production else frozenset({"127.0.0.1", "::1"})
         return cls(
             otp_per_phone_minute=number("SUISHEN_OTP_PER_PHONE_MINUTE", 1),
             otp_per_phone_hour=number("SUISHEN_OTP_PER_PHONE_HOUR", 10),
@@ -592,10 +586,14 @@ async def rotate_client(
     if client.disabled_at is not None:
         raise ClientDisabled()
     secret = _new_secret()
-    client.secret_hash = _sha256(secret)
+    # Conditional on the generation read, so of two concurrent rotations only one
+    # hands out a secret (the other's would never have worked).
+    rotated = await Client.filter(
+        id=client.id, generation=client.generation, disabled_at=None
+    ).update(secret_hash=_sha256(secret), generation=client.generation + 1, rotated_at=now)
+    if rotated == 0:
+        raise Conflict("the client changed meanwhile (rotated or disabled); try again")
     client.generation += 1
-    client.rotated_at = now
-    await client.save(update_fields=["secret_hash", "generation", "rotated_at"])
     await ctx.kv.set(
         _client_state_key(ctx, client.id), f"gen:{client.generation}", _revocation_ttl_ms()
     )
@@ -651,11 +649,12 @@ async def client_token(
     if not ok or client is None:
         for key, _limit in counters:
             await ctx.kv.incr(key, 1, ttl_ms=window_ms)
+        reason = "unknown"
+        if client is not None:
+            reason = "disabled" if client.disabled_at else "bad_secret"
         await audit(
             "client_auth_failed", now=now, actor=f"client:{client_id[:60]}",
-            request_id=meta.request_id, ip=meta.ip,
-            detail={"reason": "unknown" if client is None else
-                    "disabled" if client.disabled_at else "bad_secret"},
+            request_id=meta.request_id, ip=meta.ip, detail={"reason": reason},
         )  # fmt: skip
         raise InvalidClient()
     principal = Principal(
@@ -672,13 +671,6 @@ async def client_token(
         principal=principal,
         generation=client.generation,
     )
-
-
-async def get_client(client_id: str) -> Client:
-    client = await Client.get_or_none(id=client_id)
-    if client is None:
-        raise ClientNotFound()
-    return client
 
 
 # -- real-name identity -------------------------------------------------------------------

@@ -257,3 +257,19 @@ async def test_demo_seed_returns_working_admin_and_authority(
         assert token.json()["scope"] == (
             "admin" if kind == "admin" else "codes:verify status:write"
         )
+
+
+async def test_concurrent_rotations_hand_out_exactly_one_working_secret(
+    client: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    admin = await machine(client, ctx, "admin")
+    gate = await machine(client, ctx, "gate", "ven_1")
+    responses = await asyncio.gather(
+        *(client.post(f"/v1/admin/clients/{gate.client_id}/rotate", headers=admin.headers)
+          for _ in range(6))
+    )  # fmt: skip
+    secrets = [r.json()["client_secret"] for r in responses if r.status_code == 200]
+    assert secrets and all(r.status_code in (200, 409) for r in responses)
+    working = [s for s in secrets if (await grant(client, gate.client_id, s)).status_code == 200]
+    # Rotations that ran one after another each won in turn; only the last secret lives.
+    assert len(working) == 1
