@@ -8,7 +8,7 @@ import hmac
 import math
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -474,28 +474,17 @@ async def authenticate(ctx: AppContext, token: str) -> Principal:
     try:
         verified = runtime(ctx).verifier.verify(token, ctx.clock.now())
     except tokens.TokenRejected as exc:
-        raise Unauthorized(f"the bearer token was rejected ({exc.reason})",
-                           extra={"reason": exc.reason},
-                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
-                           ) from None  # fmt: skip
+        raise _rejected(exc.reason) from None
     principal = verified.principal
     if principal.is_resident:
         if principal.family_id is None or await ctx.kv.get(_family_key(ctx, principal.family_id)):
-            raise _revoked()
+            raise _rejected("revoked")
         if principal.subject_id is None:
             # Tokens from before identity binding do not carry the subject id yet.
             account = await Account.get_or_none(id=principal.id)
             if account is None:
-                raise _revoked()
-            if account.subject_id is not None:
-                principal = Principal(
-                    kind=principal.kind,
-                    id=principal.id,
-                    scopes=principal.scopes,
-                    subject_id=account.subject_id,
-                    token_id=principal.token_id,
-                    family_id=principal.family_id,
-                )
+                raise _rejected("revoked")
+            principal = replace(principal, subject_id=account.subject_id)
         return principal
     state = await ctx.kv.get(_client_state_key(ctx, principal.id))
     if state is not None:
@@ -503,14 +492,14 @@ async def authenticate(ctx: AppContext, token: str) -> Principal:
         if text == "disabled" or (
             text.startswith("gen:") and (verified.generation or 0) < int(text[4:])
         ):
-            raise _revoked()
+            raise _rejected("revoked")
     return principal
 
 
-def _revoked() -> Unauthorized:
+def _rejected(reason: str) -> Unauthorized:
     return Unauthorized(
-        "the bearer token was revoked",
-        extra={"reason": "revoked"},
+        f"the bearer token was rejected ({reason})",
+        extra={"reason": reason},
         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
     )
 
