@@ -535,7 +535,6 @@ class Outcome:
     decision: pol.Decision
     anti_passback: bool
     reservation_id: str | None = None
-    inside_before: bool | None = None  # None: no presence row yet
 
 
 async def _venue_snapshot(ctx: AppContext, venue_id: str) -> VenueSnapshot:
@@ -565,10 +564,14 @@ async def _decide(
     if not verdict.valid or verdict.subject_id is None:
         return Outcome(pol.deny(verdict.reason), policy.anti_passback)
     subject_id = verdict.subject_id
-    presence = await Presence.get_or_none(venue_id=venue.id, subject_id=subject_id)
-    inside_before = presence.inside if presence is not None else None
     if direction == "out":
-        return Outcome(pol.admit(), policy.anti_passback, inside_before=inside_before)
+        return Outcome(pol.admit(), policy.anti_passback)
+    # Whether the holder is inside is decided by the atomic claim in `_apply` (the
+    # anti-passback step comes after every check made here); the row is read only for
+    # the re-entry rule.
+    presence = None
+    if not policy.reentry_allowed:
+        presence = await Presence.get_or_none(venue_id=venue.id, subject_id=subject_id)
     age = None
     if policy.min_age is not None:
         profile = await auth_service.subject_profile(subject_id, now=now)
@@ -590,7 +593,7 @@ async def _decide(
         status=verdict.status,
         age=age,
         reservations=[pol.SlotWindow(s.starts_at, s.ends_at) for s in seats],
-        inside=bool(inside_before),
+        inside=bool(presence is not None and presence.inside),
         exited_today=(
             presence is not None
             and presence.exited_at is not None
@@ -607,7 +610,7 @@ async def _decide(
         reservation_id = next(
             (s.reservation_id for s in seats if window and s.starts_at == window.starts_at), None
         )
-    return Outcome(decision, policy.anti_passback, reservation_id, inside_before)
+    return Outcome(decision, policy.anti_passback, reservation_id)
 
 
 async def _apply(
@@ -623,27 +626,25 @@ async def _apply(
             inside=False, exited_at=now
         )
         if not left:
-            await _upsert_presence(venue.id, subject_id, inside=False, exited_at=now)
-        if left or outcome.inside_before is None:
-            # Someone whose entry we never saw (admitted offline, not yet synced) still
-            # leaves the building; a repeated exit scan does not count twice.
-            after = await _bump_occupancy(venue.id, -1)
-            if after is not None:
-                return decision, True, after
-        return decision, False, await _occupancy(venue.id)
+            # Already outside: a repeated exit scan, nothing to count.
+            if await Presence.filter(venue_id=venue.id, subject_id=subject_id).update(
+                exited_at=now
+            ):
+                return decision, False, await _occupancy(venue.id)
+            # Never seen entering (admitted offline, not yet synced): they still leave.
+            await Presence.create(
+                venue_id=venue.id, subject_id=subject_id, inside=False, exited_at=now
+            )
+        after = await _bump_occupancy(venue.id, -1)
+        if after is not None:
+            return decision, True, after
+        return decision, False, 0
     # Entry: claim "inside" for this subject, then a place; either may lose a race.
-    claimed = await Presence.filter(venue_id=venue.id, subject_id=subject_id, inside=False).update(
-        inside=True, entered_at=now
-    )
-    if not claimed:
-        if outcome.inside_before is not None or await Presence.exists(
-            venue_id=venue.id, subject_id=subject_id
-        ):
-            if outcome.anti_passback:
-                return pol.deny(pol.ALREADY_INSIDE), False, await _occupancy(venue.id)
-            # Without anti-passback a second entry is let through but already counted.
-            return decision, False, await _occupancy(venue.id)
-        await Presence.create(venue_id=venue.id, subject_id=subject_id, inside=True, entered_at=now)
+    if not await _claim_inside(venue.id, subject_id, now):
+        if outcome.anti_passback:
+            return pol.deny(pol.ALREADY_INSIDE), False, await _occupancy(venue.id)
+        # Without anti-passback a second entry is let through but already counted.
+        return decision, False, await _occupancy(venue.id)
     after = await _bump_occupancy(venue.id, +1)
     if after is None:
         await Presence.filter(venue_id=venue.id, subject_id=subject_id).update(inside=False)
@@ -651,6 +652,27 @@ async def _apply(
     if outcome.reservation_id is not None:
         await Reservation.filter(id=outcome.reservation_id, used_at=None).update(used_at=now)
     return decision, True, after
+
+
+def _placeholders(n: int) -> list[str]:
+    dialect = Venue._meta.db.capabilities.dialect
+    return [f"${i}" if dialect == "postgres" else "?" for i in range(1, n + 1)]
+
+
+# Inserts the presence row inside, or flips an outside one; no row comes back when the
+# subject is inside already. One statement, so two gates cannot both claim the subject.
+_CLAIM_SQL = (
+    "INSERT INTO venues_presence (venue_id, subject_id, inside, entered_at) "
+    "VALUES ({0}, {1}, TRUE, {2}) ON CONFLICT (venue_id, subject_id) DO UPDATE "
+    "SET inside = TRUE, entered_at = excluded.entered_at "
+    "WHERE venues_presence.inside = FALSE RETURNING id"
+)
+
+
+async def _claim_inside(venue_id: str, subject_id: str, now: datetime) -> bool:
+    sql = _CLAIM_SQL.format(*_placeholders(3))
+    rows = await Venue._meta.db.execute_query_dict(sql, [venue_id, subject_id, now])
+    return bool(rows)
 
 
 _BUMP_SQL = {
@@ -665,15 +687,10 @@ async def _bump_occupancy(venue_id: str, delta: int) -> int | None:
     """One conditional UPDATE ... RETURNING (SQLite and PostgreSQL both have it): the new
     occupancy, or None when the bound (capacity, or zero) was reached."""
     client = Venue._meta.db
-    sql = _BUMP_SQL[delta].format(p="$1" if client.capabilities.dialect == "postgres" else "?")
+    sql = _BUMP_SQL[delta].format(p=_placeholders(1)[0])
     # execute_query_dict: the asyncpg client's execute_query drops RETURNING rows of UPDATEs.
     rows = await client.execute_query_dict(sql, [venue_id])
     return int(rows[0]["occupancy"]) if rows else None
-
-
-async def _upsert_presence(venue_id: str, subject_id: str, **values: Any) -> None:
-    if not await Presence.filter(venue_id=venue_id, subject_id=subject_id).update(**values):
-        await Presence.create(venue_id=venue_id, subject_id=subject_id, **values)
 
 
 async def _occupancy(venue_id: str) -> int:

@@ -266,3 +266,16 @@ async def test_another_venues_gate_cannot_see_or_annul_scans(
         assert (await client.get(path, headers=theirs.operator.headers)).status_code == 403
     bundle = (await client.get("/v1/gates/bundle", headers=their_gate.headers)).json()
     assert bundle["document"]["venue_id"] == theirs.id
+
+
+async def test_one_person_at_two_gates_at_once_is_admitted_once(
+    client: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    venue = await make_venue(client, ctx)
+    gates = [await make_gate(client, venue) for _ in range(6)]
+    jo = await resident(client, ctx)
+    codes = [await code_of(client, jo) for _ in gates]  # each gate its own fresh code
+    answers = await asyncio.gather(*(scan(client, g, c) for g, c in zip(gates, codes, strict=True)))
+    reasons = sorted(a.json()["reason"] for a in answers)
+    assert reasons == ["already_inside"] * 5 + ["ok"]
+    assert {a.json()["occupancy"] for a in answers} == {1}
