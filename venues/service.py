@@ -693,9 +693,14 @@ async def _bump_occupancy(venue_id: str, delta: int) -> int | None:
     return int(rows[0]["occupancy"]) if rows else None
 
 
+_OCCUPANCY_SQL = "SELECT occupancy FROM venues_venue WHERE id = {p}"
+
+
 async def _occupancy(venue_id: str) -> int:
-    venue = await Venue.get_or_none(id=venue_id).only("id", "occupancy")
-    return venue.occupancy if venue is not None else 0
+    # Raw and narrow: read on every deny, so the ORM's model building is not worth it.
+    sql = _OCCUPANCY_SQL.format(p=_placeholders(1)[0])
+    rows = await Venue._meta.db.execute_query_dict(sql, [venue_id])
+    return int(rows[0]["occupancy"]) if rows else 0
 
 
 async def annul_scan(ctx: AppContext, gate: GateRef, scan_id: str) -> tuple[Entry, int]:
