@@ -63,7 +63,8 @@ class VerifyOut(BaseModel):
     valid: bool
     reason: str = Field(
         description="ok, code_malformed, signature_invalid, unknown_key, code_expired, "
-        "code_not_yet_valid, code_revoked or code_replayed"
+        "code_not_yet_valid, code_revoked, code_replayed, or status_changed (online only: the "
+        "subject's status changed after the code was issued; the holder must refresh)"
     )
     subject: SubjectOut | None
     expires_at: datetime | None

@@ -642,6 +642,10 @@ async def issue_code(ctx: AppContext, subject_id: str) -> IssuedCode:
 # -- verifying -------------------------------------------------------------------------------
 
 
+# Decided only online: the subject's status changed after the code was issued.
+STATUS_CHANGED = "status_changed"
+
+
 @dataclass(frozen=True)
 class Verification:
     """The online verdict. `status` is the subject's status now; `issued_status` the colour
@@ -699,6 +703,19 @@ async def verify_code(ctx: AppContext, code: str, *, verifier_id: str) -> Verifi
     if outcome == CONSUMED_BY_OTHER:
         return _refused(result, verifier.CODE_REPLAYED)
     status = await _status_in_force(ctx, subject_id, cached)
+    if status != result.status:
+        # The colour on the holder's screen is no longer true (e.g. issued green a minute
+        # before the authority set red): refuse, so the holder refreshes and shows the truth.
+        return Verification(
+            False,
+            STATUS_CHANGED,
+            subject_id=subject_id,
+            status=status,
+            issued_status=result.status,
+            expires_at=result.expires_at,
+            code_id=result.code_id,
+            issued_at=result.issued_at,
+        )
     profile = await _profile(ctx, subject_id)
     return Verification(
         True,

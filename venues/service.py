@@ -494,7 +494,7 @@ async def scan(ctx: AppContext, gate: GateRef, request: ScanRequest) -> dict[str
     )
     display = {
         "masked_name": verdict.masked_name,
-        "status": verdict.status if verdict.valid else verdict.issued_status,
+        "status": verdict.status or verdict.issued_status,
     }
     for attempt in (1, 2):
         try:

@@ -58,7 +58,7 @@ async def test_authority_sets_a_status_and_new_codes_carry_it(
     assert await service.current_status(ctx, subject(who)) == "yellow"
 
 
-async def test_a_code_issued_green_is_verified_with_the_status_of_now(
+async def test_a_code_issued_green_is_refused_once_the_subject_turned_red(
     client: httpx.AsyncClient, ctx: AppContext
 ) -> None:
     who, auth = await resident(client, ctx), await authority(client, ctx)
@@ -67,8 +67,13 @@ async def test_a_code_issued_green_is_verified_with_the_status_of_now(
     assert (await put_status(client, auth, subject(who), "red")).status_code == 200
     response = await client.post("/v1/codes/verify", json={"code": code}, headers=gate.headers)
     verdict = response.json()
+    assert verdict["valid"] is False
+    assert verdict["reason"] == "status_changed"
     assert verdict["issued_status"] == "green"
-    assert verdict["subject"]["status"] == "red"
+    fresh = (await code_of(client, who))["code"]
+    again = await client.post("/v1/codes/verify", json={"code": fresh}, headers=gate.headers)
+    assert again.json()["valid"] is True
+    assert again.json()["subject"]["status"] == "red"
 
 
 async def test_status_reverts_to_the_default_after_valid_until(
