@@ -13,7 +13,7 @@ from tortoise.models import Model
 
 
 class Hospital(Model):
-    id = fields.CharField(pk=True, max_length=40)
+    id = fields.CharField(primary_key=True, max_length=40)
     name = fields.CharField(max_length=200)
     created_at = fields.DatetimeField()
 
@@ -25,7 +25,7 @@ class WebhookEndpoint(Model):
     """Where a hospital wants its events. The signing secret is derived from the platform
     webhook key and `secret_version` (never stored), so rotating it bumps the version."""
 
-    id = fields.IntField(pk=True)
+    id = fields.IntField(primary_key=True)
     hospital_id = fields.CharField(max_length=40, unique=True)
     url = fields.CharField(max_length=500)
     secret_version = fields.IntField(default=1)
@@ -36,7 +36,7 @@ class WebhookEndpoint(Model):
 
 
 class CreditAccount(Model):
-    id = fields.CharField(pk=True, max_length=40)
+    id = fields.CharField(primary_key=True, max_length=40)
     subject_id = fields.CharField(max_length=64, unique=True)
     limit_fen = fields.BigIntField()
     # The provider's reference to the bound method (a token, never card data).
@@ -55,7 +55,7 @@ class CreditAccount(Model):
 
 
 class Encounter(Model):
-    id = fields.CharField(pk=True, max_length=40)
+    id = fields.CharField(primary_key=True, max_length=40)
     hospital_id = fields.CharField(max_length=40, db_index=True)
     subject_id = fields.CharField(max_length=64, db_index=True)
     account: fields.ForeignKeyRelation[CreditAccount] = fields.ForeignKeyField(
@@ -75,7 +75,7 @@ class Encounter(Model):
 
 
 class Charge(Model):
-    id = fields.CharField(pk=True, max_length=40)
+    id = fields.CharField(primary_key=True, max_length=40)
     encounter: fields.ForeignKeyRelation[Encounter] = fields.ForeignKeyField(
         "payments.Encounter", related_name="charges", on_delete=fields.RESTRICT
     )
@@ -92,7 +92,7 @@ class Charge(Model):
 
 
 class ChargeItem(Model):
-    id = fields.IntField(pk=True)
+    id = fields.IntField(primary_key=True)
     charge: fields.ForeignKeyRelation[Charge] = fields.ForeignKeyField(
         "payments.Charge", related_name="items", on_delete=fields.RESTRICT
     )
@@ -119,7 +119,7 @@ class Bill(Model):
     worker resumes it with the same key, so a crash there never collects twice.
     """
 
-    id = fields.CharField(pk=True, max_length=40)
+    id = fields.CharField(primary_key=True, max_length=40)
     encounter: fields.OneToOneRelation[Encounter] = fields.OneToOneField(
         "payments.Encounter", related_name="bill", on_delete=fields.RESTRICT
     )
@@ -152,7 +152,7 @@ class Bill(Model):
 
 
 class BillLine(Model):
-    id = fields.IntField(pk=True)
+    id = fields.IntField(primary_key=True)
     bill: fields.ForeignKeyRelation[Bill] = fields.ForeignKeyField(
         "payments.Bill", related_name="lines", on_delete=fields.RESTRICT
     )
@@ -178,7 +178,7 @@ class Collection(Model):
     """One attempt to move money through the provider. Its id is the idempotency key
     given to the provider, so repeating the call can never move the money twice."""
 
-    id = fields.CharField(pk=True, max_length=40)
+    id = fields.CharField(primary_key=True, max_length=40)
     bill: fields.ForeignKeyRelation[Bill] = fields.ForeignKeyField(
         "payments.Bill", related_name="collections", on_delete=fields.RESTRICT
     )
@@ -197,7 +197,7 @@ class Collection(Model):
 
 
 class Refund(Model):
-    id = fields.CharField(pk=True, max_length=40)
+    id = fields.CharField(primary_key=True, max_length=40)
     encounter: fields.ForeignKeyRelation[Encounter] = fields.ForeignKeyField(
         "payments.Encounter", related_name="refunds", on_delete=fields.RESTRICT
     )
@@ -224,7 +224,7 @@ class Refund(Model):
 class LedgerTransfer(Model):
     """A balanced transfer. Append-only: corrections are new transfers."""
 
-    id = fields.BigIntField(pk=True)
+    id = fields.BigIntField(primary_key=True)
     key = fields.CharField(max_length=120, unique=True)
     kind = fields.CharField(max_length=16)
     hospital_id = fields.CharField(max_length=40, null=True, db_index=True)
@@ -238,7 +238,7 @@ class LedgerTransfer(Model):
 
 
 class LedgerEntry(Model):
-    id = fields.BigIntField(pk=True)
+    id = fields.BigIntField(primary_key=True)
     transfer: fields.ForeignKeyRelation[LedgerTransfer] = fields.ForeignKeyField(
         "payments.LedgerTransfer", related_name="entries", on_delete=fields.RESTRICT
     )
@@ -257,7 +257,7 @@ class LedgerEntry(Model):
 class OutboxEvent(Model):
     """An event for the webhook of a hospital, written in the transaction of the change."""
 
-    id = fields.CharField(pk=True, max_length=40)
+    id = fields.CharField(primary_key=True, max_length=40)
     hospital_id = fields.CharField(max_length=40, db_index=True)
     type = fields.CharField(max_length=40)
     payload: dict[str, Any] = fields.JSONField()
@@ -274,7 +274,7 @@ class OutboxEvent(Model):
 class WebhookDelivery(Model):
     """The delivery log: one row per attempt."""
 
-    id = fields.BigIntField(pk=True)
+    id = fields.BigIntField(primary_key=True)
     event: fields.ForeignKeyRelation[OutboxEvent] = fields.ForeignKeyField(
         "payments.OutboxEvent", related_name="deliveries", on_delete=fields.RESTRICT
     )
@@ -293,7 +293,7 @@ class WebhookDelivery(Model):
 class SandboxOperation(Model):
     """The books of the sandbox processor (standing in for the card processor)."""
 
-    key = fields.CharField(pk=True, max_length=60)
+    key = fields.CharField(primary_key=True, max_length=60)
     kind = fields.CharField(max_length=16)
     payment_method = fields.CharField(max_length=64)
     amount_fen = fields.BigIntField()
