@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import httpx
 
-from bench.harness import BenchError, BenchOptions, Report, Server, WrkResult, best_of, run_wrk
+from bench.harness import BenchError, BenchOptions, Report, Server, WrkResult, best_of
+from bench.harness import drive as harness_drive
 
 PHONE = "13800000001"
 NAME = "张三明"
@@ -44,15 +45,7 @@ def run(opts: BenchOptions) -> Report:
         token = _resident_token(server)
 
         def drive(path: str, headers: dict[str, str] | None = None) -> WrkResult:
-            return run_wrk(
-                server.url(path),
-                headers=headers,
-                duration_s=opts.duration_s,
-                warmup_s=opts.warmup_s,
-                connections=opts.connections,
-                threads=opts.threads,
-                server=server,
-            )
+            return harness_drive(server, opts, path, headers=headers)
 
         def health() -> WrkResult:
             return drive("/healthz")

@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives import hashes
@@ -23,8 +24,8 @@ from bench.harness import (
     WrkResult,
     best_of,
     lua_cycle,
-    run_wrk,
 )
+from bench.harness import drive as harness_drive
 from codes import codec, verifier
 
 PHONE = "13800000002"
@@ -151,16 +152,8 @@ def run(opts: BenchOptions) -> Report:
                 for _ in range(CODES_PER_ROUND)
             ]
 
-        def drive(path: str, **kwargs: object) -> WrkResult:
-            return run_wrk(
-                server.url(path),
-                duration_s=opts.duration_s,
-                warmup_s=opts.warmup_s,
-                connections=opts.connections,
-                threads=opts.threads,
-                server=server,
-                **kwargs,  # type: ignore[arg-type]
-            )
+        def drive(path: str, **request: Any) -> WrkResult:
+            return harness_drive(server, opts, path, **request)
 
         def health() -> WrkResult:
             return drive("/healthz")

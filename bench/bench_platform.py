@@ -7,7 +7,7 @@ from contextlib import ExitStack
 
 import httpx
 
-from bench.harness import BenchError, BenchOptions, Report, Server, WrkResult, best_of, run_wrk
+from bench.harness import BenchError, BenchOptions, Report, Server, WrkResult, best_of, drive
 
 GOAL_RATIO = 0.85
 
@@ -22,14 +22,7 @@ def run(opts: BenchOptions) -> Report:
             raise BenchError(f"the baseline answers other bytes: {bodies!r}")
 
         def measure(server: Server) -> WrkResult:
-            return run_wrk(
-                server.url("/healthz"),
-                duration_s=opts.duration_s,
-                warmup_s=opts.warmup_s,
-                connections=opts.connections,
-                threads=opts.threads,
-                server=server,
-            )
+            return drive(server, opts, "/healthz")
 
         rows = best_of(
             {"bare": lambda: measure(bare), "suishen": lambda: measure(suishen)}, opts.rounds

@@ -23,8 +23,8 @@ from bench.harness import (
     WrkResult,
     best_of,
     lua_cycle,
-    run_wrk,
 )
+from bench.harness import drive as harness_drive
 
 RATE = 200.0  # scans per second for the latency figure
 P99_GOAL_MS = 50.0
@@ -205,16 +205,8 @@ def run(opts: BenchOptions) -> Report:
         assert best is not None
         latencies, failures = best
 
-        def drive(path: str, **kwargs: Any) -> WrkResult:
-            return run_wrk(
-                server.url(path),
-                duration_s=opts.duration_s,
-                warmup_s=opts.warmup_s,
-                connections=opts.connections,
-                threads=opts.threads,
-                server=server,
-                **kwargs,
-            )
+        def drive(path: str, **request: Any) -> WrkResult:
+            return harness_drive(server, opts, path, **request)
 
         def health() -> WrkResult:
             return drive("/healthz")

@@ -355,6 +355,20 @@ def ensure_wrk() -> str:
     return path
 
 
+def drive(server: Server, opts: BenchOptions, path: str, **request: Any) -> WrkResult:
+    """wrk against `path` on `server` at the run's duration, warm-up and concurrency;
+    `request` goes to `run_wrk` (method, headers, body or lua_script)."""
+    return run_wrk(
+        server.url(path),
+        duration_s=opts.duration_s,
+        warmup_s=opts.warmup_s,
+        connections=opts.connections,
+        threads=opts.threads,
+        server=server,
+        **request,
+    )
+
+
 def run_wrk(
     url: str,
     *,
