@@ -48,11 +48,23 @@ class StoredResponse:
     replayed: bool = False
 
 
+def _canonical(data: Any) -> bytes:
+    return json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode()
+
+
+def canonical_hash(data: Any) -> str:
+    """SHA-256 of `data` as canonical JSON: the same request compares equal however its
+    keys were ordered or spaced (client-supplied ids such as scan_id and charge_id)."""
+    return hashlib.sha256(_canonical(data)).hexdigest()
+
+
 def fingerprint(method: str, path: str, body: bytes) -> str:
     """Hash of what the request asks for: JSON bodies are canonicalised, so whitespace or
     key order does not make a retry look like a different request."""
     try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+        canonical = _canonical(json.loads(body))
     except (ValueError, UnicodeDecodeError):
         canonical = body
     digest = hashlib.sha256(f"{method} {path}\n".encode())

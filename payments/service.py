@@ -10,8 +10,6 @@ called, then its answer is recorded; a crash in between is resumed by the worker
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from tortoise.transactions import in_transaction
 
 from app.context import AppContext
 from app.errors import IdempotencyKeyReused, NotFound
+from app.idempotency import canonical_hash
 from payments import ledger
 from payments.config import PaymentsConfig
 from payments.errors import (
@@ -83,11 +82,6 @@ def runtime(ctx: AppContext) -> PaymentsRuntime:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
-
-
-def request_hash(data: Any) -> str:
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 # -- ledger and outbox (always inside the caller's transaction) ----------------------
@@ -356,7 +350,7 @@ async def post_charge(
 ) -> ChargeResult:
     """Add a charge, extending the hold while credit remains; idempotent by `charge_id`."""
     found = await get_encounter(hospital_id, encounter_id)
-    fingerprint = request_hash([vars(i) for i in items])
+    fingerprint = canonical_hash([vars(i) for i in items])
     amount = sum(i.amount_fen for i in items)
     now = ctx.clock.now()
     async with in_transaction():
@@ -769,7 +763,7 @@ async def refund_charge(
     """Refund part or all of a charge, never past what was charged (the charge row is
     locked, so concurrent refunds queue and each sees the sum of the previous ones)."""
     await get_encounter(hospital_id, encounter_id)
-    fingerprint = request_hash({"charge_id": charge_id, "amount_fen": amount_fen})
+    fingerprint = canonical_hash({"charge_id": charge_id, "amount_fen": amount_fen})
     now = ctx.clock.now()
     payout: Collection | None = None
     async with in_transaction():

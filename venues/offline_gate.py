@@ -52,6 +52,12 @@ class OfflineScan:
         }
 
 
+def reservation_hash(salt: bytes, pseudonym_hex: str) -> str:
+    """How a bundle lists a reservation: HMAC of the holder's daily code pseudonym under
+    the bundle's salt, so the bundle names nobody. The server and the gate both use this."""
+    return hmac.new(salt, bytes.fromhex(pseudonym_hex), hashlib.sha256).hexdigest()[:32]
+
+
 def verify_bundle(token: str, bundle_keys: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """The bundle's document, if a key of `bundle_keys` (GET /v1/gates/bundle/keys) signed
     it and it has not expired."""
@@ -118,8 +124,7 @@ class OfflineGate:
         alias = verifier.daily_pseudonym(result, self.gate_keys)
         if alias is None:
             return None
-        salt = bytes.fromhex(self.document["reservation_salt"])
-        return hmac.new(salt, bytes.fromhex(alias), hashlib.sha256).hexdigest()[:32]
+        return reservation_hash(bytes.fromhex(self.document["reservation_salt"]), alias)
 
     def decide(
         self, code: str, direction: str, now: datetime, scan_id: str | None = None

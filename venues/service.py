@@ -8,8 +8,6 @@ that records why they changed; the database serialises concurrent writers on the
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import secrets
 import time
@@ -26,6 +24,7 @@ from tortoise.transactions import in_transaction
 
 from app.context import AppContext
 from app.errors import IdempotencyKeyReused
+from app.idempotency import canonical_hash
 from auth import service as auth_service
 from auth.principal import Principal
 from codes import pseudonym as code_days
@@ -60,6 +59,7 @@ from venues.models import (
     Venue,
     Visit,
 )
+from venues.offline_gate import reservation_hash
 from venues.rules import VenueRules, check_booking, may_cancel, suspension_until
 
 NAME = "venues"
@@ -423,11 +423,6 @@ async def _suspend(subject_id: str, until: datetime) -> None:
 # -- the gate decision ----------------------------------------------------------------
 
 
-def body_hash(data: dict[str, Any]) -> str:
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class ScanRequest:
     scan_id: str
@@ -465,7 +460,7 @@ async def scan(ctx: AppContext, gate: GateRef, request: ScanRequest) -> dict[str
     rt = runtime(ctx)
     now = ctx.clock.now()
     scanned_at = _check_scan(rt.rules, gate, request, now)
-    digest = body_hash(
+    digest = canonical_hash(
         {
             "scan_id": request.scan_id,
             "code": request.code,
@@ -749,10 +744,6 @@ def bundle_keys(ctx: AppContext) -> dict[str, Any]:
     return {"keys": out}
 
 
-def _hashed(salt: bytes, pseudonym_hex: str) -> str:
-    return hmac.new(salt, bytes.fromhex(pseudonym_hex), hashlib.sha256).hexdigest()[:32]
-
-
 @dataclass(frozen=True)
 class SignedBundle:
     token: str
@@ -785,7 +776,7 @@ async def offline_bundle(ctx: AppContext, gate: GateRef) -> SignedBundle:
             alias = await codes_service.daily_pseudonym(ctx, seat.subject_id, day)
             reservations.append(
                 {
-                    "h": _hashed(salt, alias),
+                    "h": reservation_hash(salt, alias),
                     "starts_at": seat.starts_at.isoformat(),
                     "ends_at": seat.ends_at.isoformat(),
                 }
@@ -868,7 +859,7 @@ async def sync_offline(
     revoked = await _revoked_code_ids(ctx)
     results: list[SyncedScan] = []
     for item in sorted(scans, key=lambda s: s.scanned_at):
-        digest = body_hash(
+        digest = canonical_hash(
             {
                 "scan_id": item.scan_id,
                 "code": item.code,
