@@ -131,3 +131,26 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"invalid configuration:\n  - {name} must be an integer") from None
+
+
+def int_knob(
+    extra: Mapping[str, str],
+    name: str,
+    default: int,
+    *,
+    low: int | None = None,
+    high: int | None = None,
+) -> int:
+    """A domain's integer knob from `settings.extra` (unset or empty: `default`); a value
+    that is not an integer or falls outside [low, high] stops the start with its name."""
+    raw = extra.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise SettingsError(f"{name} must be {bounds}")
+    return value

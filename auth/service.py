@@ -20,6 +20,7 @@ from app.clock import SystemClock
 from app.context import AppContext
 from app.errors import Conflict, Forbidden, RateLimited, Unauthorized
 from app.kv import AtomicScript, LocalView
+from app.settings import int_knob
 from auth import identity, tokens
 from auth import scopes as sc
 from auth.errors import (
@@ -85,8 +86,7 @@ class AuthConfig:
     @classmethod
     def from_settings(cls, extra: dict[str, str], *, production: bool) -> AuthConfig:
         def number(name: str, default: int) -> int:
-            raw = extra.get(name)
-            return int(raw) if raw else default
+            return int_knob(extra, name, default, low=0)
 
         exempt_raw = extra.get("SUISHEN_RATE_LIMIT_EXEMPT_IPS")
         if exempt_raw is not None:

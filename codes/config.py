@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from app.settings import SettingsError
+from app.settings import SettingsError, int_knob
 from codes.codec import MAX_LIFETIME_S, STATUSES
 
 
@@ -26,15 +26,9 @@ class CodesConfig:
     @classmethod
     def from_extra(cls, extra: Mapping[str, str]) -> CodesConfig:
         def seconds(name: str, default: timedelta, low: int, high: int) -> timedelta:
-            raw = extra.get(f"SUISHEN_CODES_{name}")
-            if raw is None or raw == "":
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise SettingsError(f"SUISHEN_CODES_{name} must be an integer") from None
-            if not low <= value <= high:
-                raise SettingsError(f"SUISHEN_CODES_{name} must be between {low} and {high}")
+            value = int_knob(
+                extra, f"SUISHEN_CODES_{name}", int(default.total_seconds()), low=low, high=high
+            )
             return timedelta(seconds=value)
 
         default_status = extra.get("SUISHEN_CODES_DEFAULT_STATUS", cls.default_status)

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from app.settings import SettingsError
+from app.settings import SettingsError, int_knob
 from payments.insurance import Scheme
 
 
@@ -35,16 +35,7 @@ class PaymentsConfig:
     @classmethod
     def from_extra(cls, extra: Mapping[str, str]) -> PaymentsConfig:
         def num(name: str, default: int) -> int:
-            raw = extra.get(f"SUISHEN_{name}")
-            if raw is None or raw == "":
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise SettingsError(f"SUISHEN_{name} must be an integer") from None
-            if value < 0:
-                raise SettingsError(f"SUISHEN_{name} cannot be negative")
-            return value
+            return int_knob(extra, f"SUISHEN_{name}", default, low=0)
 
         retry_raw = extra.get("SUISHEN_COLLECTION_RETRY_HOURS", "1,6,24")
         try:

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 
+from app.settings import int_knob
 from venues.errors import BookingNotOpen, BookingSuspended, PartyTooLarge, SlotInPast
 
 
@@ -41,16 +42,13 @@ class VenueRules:
     @classmethod
     def from_extra(cls, extra: Mapping[str, str]) -> VenueRules:
         """Read the `SUISHEN_VENUES_*` knobs; a malformed value is a start-up error."""
-        values: dict[str, int] = {}
-        for name in cls.__dataclass_fields__:
-            raw = extra.get(f"SUISHEN_VENUES_{name.upper()}")
-            if raw is None or raw == "":
-                continue
-            try:
-                values[name] = int(raw)
-            except ValueError:
-                raise ValueError(f"SUISHEN_VENUES_{name.upper()} must be an integer") from None
-        return cls(**values)
+        defaults = cls()
+        return cls(
+            **{
+                name: int_knob(extra, f"SUISHEN_VENUES_{name.upper()}", getattr(defaults, name))
+                for name in cls.__dataclass_fields__
+            }
+        )
 
     @property
     def tz(self) -> timezone:

@@ -205,3 +205,17 @@ def test_serve_with_a_bad_port_exits_with_the_reason(tmp_path: Path) -> None:
     done = run_cli("serve", env={"PORT": "http"}, tmp_path=tmp_path)
     assert done.returncode == 2
     assert "PORT must be an integer" in done.stderr
+
+
+def test_domain_knobs_take_defaults_and_refuse_bad_values_by_name() -> None:
+    from app.settings import int_knob
+
+    assert int_knob({}, "SUISHEN_X", 7) == 7
+    assert int_knob({"SUISHEN_X": ""}, "SUISHEN_X", 7) == 7
+    assert int_knob({"SUISHEN_X": "12"}, "SUISHEN_X", 7, low=0, high=20) == 12
+    with pytest.raises(SettingsError, match="SUISHEN_X must be an integer"):
+        int_knob({"SUISHEN_X": "lots"}, "SUISHEN_X", 7)
+    with pytest.raises(SettingsError, match="SUISHEN_X must be between 0 and 20"):
+        int_knob({"SUISHEN_X": "21"}, "SUISHEN_X", 7, low=0, high=20)
+    with pytest.raises(SettingsError, match="SUISHEN_X must be at least 0"):
+        int_knob({"SUISHEN_X": "-1"}, "SUISHEN_X", 7, low=0)
