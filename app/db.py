@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import TortoiseContext, _current_context
 from tortoise.migrations.executor import MigrationExecutor, PlanStep
@@ -65,6 +66,13 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+def placeholders(conn: BaseDBAsyncClient, n: int) -> list[str]:
+    """Parameter markers for hand-written SQL: `$1..$n` on PostgreSQL, `?` on SQLite."""
+    if conn.capabilities.dialect == "postgres":
+        return [f"${i}" for i in range(1, n + 1)]
+    return ["?"] * n
 
 
 async def open_db(settings: Settings) -> TortoiseContext:

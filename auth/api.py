@@ -1,0 +1,31 @@
+"""What other domains may use of auth: the entry points `docs/contracts.md` lists, and nothing else.
+
+Every import of auth from another domain goes through this module (tests/test_contracts.py
+walks the imports and fails on one that reaches past it).
+"""
+
+from __future__ import annotations
+
+from auth import scopes
+from auth.authz import require
+from auth.errors import IdentityRequired
+from auth.principal import Principal
+from auth.service import (
+    ClientCredentials,
+    SubjectProfile,
+    create_client,
+    subject_for_request,
+    subject_profile,
+)
+
+__all__ = [
+    "ClientCredentials",
+    "IdentityRequired",
+    "Principal",
+    "SubjectProfile",
+    "create_client",
+    "require",
+    "scopes",
+    "subject_for_request",
+    "subject_profile",
+]

@@ -1,0 +1,48 @@
+"""What other domains may use of codes: the entry points `docs/contracts.md` lists, and nothing else.
+
+Online verification and status for gates and hospitals, the keys, revocations and day keys an
+offline bundle carries, place codes, QR rendering, and the pure pieces an offline gate runs.
+Every import of codes from another domain goes through this module (tests/test_contracts.py).
+"""
+
+from __future__ import annotations
+
+from codes.errors import PlaceCodeInvalid
+from codes.pseudonym import day_of
+from codes.qr import png as qr_png
+from codes.qr import svg as qr_svg
+from codes.service import (
+    Verification,
+    current_status,
+    daily_pseudonym,
+    gate_token_keys,
+    public_keys,
+    revocations_since,
+    sign_place_code,
+    verify_code,
+    verify_place_code,
+)
+from codes.verifier import ReplayMemory, Result, TrustedKey, keys_from_jwks, verify
+from codes.verifier import daily_pseudonym as offline_pseudonym
+
+__all__ = [
+    "PlaceCodeInvalid",
+    "ReplayMemory",
+    "Result",
+    "TrustedKey",
+    "Verification",
+    "current_status",
+    "daily_pseudonym",
+    "day_of",
+    "gate_token_keys",
+    "keys_from_jwks",
+    "offline_pseudonym",
+    "public_keys",
+    "qr_png",
+    "qr_svg",
+    "revocations_since",
+    "sign_place_code",
+    "verify",
+    "verify_code",
+    "verify_place_code",
+]
