@@ -1,4 +1,4 @@
-"""What other domains may use of auth: the entry points `docs/contracts.md` lists, and nothing else.
+"""What other domains may use of auth: the entry points `docs/contracts.md` lists.
 
 Every import of auth from another domain goes through this module (tests/test_contracts.py
 walks the imports and fails on one that reaches past it).

@@ -1,4 +1,4 @@
-"""What other domains may use of codes: the entry points `docs/contracts.md` lists, and nothing else.
+"""What other domains may use of codes: the entry points `docs/contracts.md` lists.
 
 Online verification and status for gates and hospitals, the keys, revocations and day keys an
 offline bundle carries, place codes, QR rendering, and the pure pieces an offline gate runs.
