@@ -4,6 +4,7 @@ Problem                         base of every domain error (one subclass tree pe
  ├── BodyMalformed              400 body_malformed
  ├── ValidationFailed           422 validation_failed (with the offending fields)
  ├── BodyTooLarge               413 body_too_large
+ ├── HeadersTooLarge            431 headers_too_large
  ├── UnsupportedMediaType       415 unsupported_media_type
  ├── NotFound                   404 not_found
  ├── MethodNotAllowed           405 method_not_allowed
@@ -80,6 +81,12 @@ class BodyTooLarge(Problem):
     """The body exceeds the configured limit (64 KiB by default)."""
 
     status, code, title = 413, "body_too_large", "Request body too large"
+
+
+class HeadersTooLarge(Problem):
+    """Too many request headers, or too many bytes of them."""
+
+    status, code, title = 431, "headers_too_large", "Request headers too large"
 
 
 class UnsupportedMediaType(Problem):

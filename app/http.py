@@ -1,18 +1,27 @@
 """What every thin handler uses: parse a body or query into a schema, answer JSON, and
-describe itself for the OpenAPI document (`@endpoint`)."""
+describe itself for the OpenAPI document (`@endpoint`).
+
+This is the edge where hostile input stops (issue 9): bodies are validated strictly from
+their JSON text (no `true` taken as 1, no string taken as a number), nesting is bounded by
+the JSON parser's depth limit, NUL is refused in every body, query and path, and path ids
+match the `{name:id}` / `{name:longid}` convertors or the route does not match at all.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.errors import BodyMalformed, Problem, UnsupportedMediaType, ValidationFailed
+from app.types import ID_MAX, LONG_ID_MAX
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Awaitable[Response]]
@@ -44,6 +53,35 @@ def endpoint(**spec: Any) -> Callable[[Handler], Handler]:
     return wrap
 
 
+class IdConvertor(Convertor[str]):
+    """A path segment that is one of our ids: a route whose id is too long, empty or made
+    of other characters does not match (404), so no lookup ever sees it."""
+
+    regex = f"[A-Za-z0-9_\\-]{{1,{ID_MAX}}}"
+    max_length = ID_MAX
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+class LongIdConvertor(IdConvertor):
+    """Subject ids and ids a client chose (scan_id), up to 64 characters."""
+
+    regex = f"[A-Za-z0-9_\\-]{{1,{LONG_ID_MAX}}}"
+    max_length = LONG_ID_MAX
+
+
+register_url_convertor("id", IdConvertor())
+register_url_convertor("longid", LongIdConvertor())
+
+# `\u0000` in JSON text that is not itself an escaped backslash: a NUL in some string.
+# PostgreSQL cannot store NUL in text, and no field of ours has a use for it.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     return [
         {
@@ -63,13 +101,20 @@ async def read_json(request: Request, model: type[M]) -> M:
     if media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType(f"expected application/json, got {media or 'no Content-Type'}")
     raw = await request.body()
-    try:
-        data = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
-        raise BodyMalformed("the request body is not valid JSON") from None
-    if data is None:
+    if not raw.strip():
         raise BodyMalformed("the request body is empty")
-    return validate(model, data)
+    if _JSON_NUL.search(raw):
+        raise ValidationFailed(
+            [{"field": "(body)", "message": "NUL characters are not allowed", "type": "nul"}]
+        )
+    try:
+        # Strict, from the JSON text itself: JSON types must match the schema's.
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            # Also what a body nested past the parser's depth limit gets.
+            raise BodyMalformed("the request body is not valid JSON") from None
+        raise ValidationFailed(_field_errors(exc)) from None
 
 
 def validate(model: type[M], data: Any) -> M:
@@ -84,6 +129,10 @@ def read_query(request: Request, model: type[M]) -> M:
     data: dict[str, Any] = {}
     for key in request.query_params:
         values = request.query_params.getlist(key)
+        if any("\x00" in v for v in values) or "\x00" in key:
+            raise ValidationFailed(
+                [{"field": key, "message": "NUL characters are not allowed", "type": "nul"}]
+            )
         data[key] = values if len(values) > 1 else values[0]
     try:
         return model.model_validate(data)

@@ -45,7 +45,12 @@ class RedactingFilter(logging.Filter):
         record.msg, record.args = redact(message), None
         fields = getattr(record, "fields", None)
         if fields:
-            record.fields = {k: redact(v) if isinstance(v, str) else v for k, v in fields.items()}
+            # Request ids are never rewritten: the middleware only admits ids that redaction
+            # leaves alone, and a generated hex id may hold a run of digits shaped like a phone.
+            record.fields = {
+                k: redact(v) if isinstance(v, str) and k != "request_id" else v
+                for k, v in fields.items()
+            }
         return True
 
 

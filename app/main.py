@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from app import routes as system_routes
 from app.clock import Clock, SystemClock
@@ -53,14 +54,26 @@ async def _problem_handler(request: Request, exc: Exception) -> Response:
     return problem_response(exc, request_id_of(request.scope))
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves on this path (Starlette's 405 names only the first
+    route's), plus OPTIONS, which the platform answers for every path."""
+    methods = {"OPTIONS"}
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 async def _http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     problem: Problem
     if exc.status_code == 404:
         problem = NotFound(f"no route for {request.method} {request.url.path}")
+    elif exc.status_code == 405 and request.method == "OPTIONS":
+        return Response(status_code=204, headers={"Allow": allowed_methods(request)})
     elif exc.status_code == 405:
         problem = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
-        problem.headers.update(exc.headers or {})
+        problem.headers["Allow"] = allowed_methods(request)
     else:
         problem = Problem(str(exc.detail))
         problem.status = exc.status_code  # type: ignore[misc]

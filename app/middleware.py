@@ -1,5 +1,5 @@
-"""The platform middleware: request id, body-size limit, metrics, access log, and the
-last-resort 500. One pure ASGI layer, because each extra layer costs on every request."""
+"""The platform middleware: request id, header and body limits, metrics, access log, and
+the last-resort 500. One pure ASGI layer, because each extra layer costs on every request."""
 
 from __future__ import annotations
 
@@ -12,11 +12,15 @@ from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import BodyTooLarge, InternalError, Problem, problem_response
+from app.errors import BodyTooLarge, HeadersTooLarge, InternalError, Problem, problem_response
 from app.logs import redact, write_access_line
 from app.metrics import Metrics
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# No client of ours sends more than a dozen headers or a few KiB of them; what is far
+# beyond that is an attack on memory or the log, refused before any handler runs.
+MAX_HEADERS = 64
+MAX_HEADER_BYTES = 16 * 1024
 error_log = logging.getLogger("suishen.error")
 
 
@@ -45,7 +49,7 @@ class PlatformMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id, generated_id, content_length, chunked = self._read_headers(scope)
+        request_id, content_length, chunked, oversize = self._read_headers(scope)
         scope["request_id"] = request_id
         rid_header = (b"x-request-id", request_id.encode())
         status = 500
@@ -72,7 +76,14 @@ class PlatformMiddleware:
             return message
 
         try:
-            if content_length is not None and content_length > limit:
+            if oversize:
+                await problem_response(
+                    HeadersTooLarge(
+                        f"at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes of them"
+                    ),
+                    request_id,
+                )(scope, receive, send_with_id)
+            elif content_length is not None and content_length > limit:
                 await problem_response(
                     BodyTooLarge(f"the request body exceeds {limit} bytes"), request_id
                 )(scope, receive, send_with_id)
@@ -99,26 +110,23 @@ class PlatformMiddleware:
             elapsed = time.perf_counter() - started
             route = _route(scope)
             self.metrics.observe(route, scope["method"], status, elapsed)
-            # A client's request id passed the sanity pattern but could still be a
-            # phone or ID number; the log gets the redacted form, the client its own.
-            write_access_line(
-                scope["method"],
-                route,
-                status,
-                elapsed * 1000,
-                request_id if generated_id else redact(request_id),
-            )
+            write_access_line(scope["method"], route, status, elapsed * 1000, request_id)
 
-    def _read_headers(self, scope: Scope) -> tuple[str, bool, int | None, bool]:
-        """The request id (the client's when sane, else a new one, and which it is), the
-        Content-Length, and whether the body comes chunked."""
+    def _read_headers(self, scope: Scope) -> tuple[str, int | None, bool, bool]:
+        """The request id (the client's when sane, else a new one), the Content-Length,
+        whether the body comes chunked, and whether the headers are too many or too large."""
         request_id: str | None = None
         content_length: int | None = None
         chunked = False
-        for name, value in scope["headers"]:
+        headers = scope["headers"]
+        size = 0
+        for name, value in headers:
+            size += len(name) + len(value)
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
-                if _SANE_REQUEST_ID.match(candidate):
+                # A client's id that the log redaction would rewrite (it looks like a phone
+                # or ID number) is replaced, so the id in the log is the one the client sees.
+                if _SANE_REQUEST_ID.match(candidate) and redact(candidate) == candidate:
                     request_id = candidate
             elif name == b"content-length":
                 try:
@@ -127,11 +135,12 @@ class PlatformMiddleware:
                     content_length = None
             elif name == b"transfer-encoding":
                 chunked = True
+        oversize = len(headers) > MAX_HEADERS or size > MAX_HEADER_BYTES
         if request_id is None:
             # 32 hex digits like uuid4().hex. Request ids are labels, not secrets: a
             # generator seeded from the OS is unique enough and saves a syscall per request.
-            return f"{self._ids.getrandbits(128):032x}", True, content_length, chunked
-        return request_id, False, content_length, chunked
+            request_id = f"{self._ids.getrandbits(128):032x}"
+        return request_id, content_length, chunked, oversize
 
 
 def _route(scope: Scope) -> str:
