@@ -27,6 +27,7 @@ from bench.harness import (
 )
 from bench.harness import drive as harness_drive
 from codes import codec, verifier
+from codes.states import Status
 
 PHONE = "13800000002"
 NAME = "李四光"
@@ -59,7 +60,7 @@ def in_process(rounds: int = 15, n: int = 1000) -> dict[str, float]:
         codec.key_id_of(public),
         int(now.timestamp()),
         60,
-        "green",
+        Status.GREEN,
         os.urandom(16),
     )
     data = codec.encode_payload(payload)

@@ -8,27 +8,24 @@ Every import of codes from another domain goes through this module (tests/test_c
 from __future__ import annotations
 
 from codes.errors import PlaceCodeInvalid
+from codes.keys import daily_pseudonym, gate_token_keys, public_keys
+from codes.place_codes import sign_place_code, verify_place_code
 from codes.pseudonym import day_of
 from codes.qr import png as qr_png
 from codes.qr import svg as qr_svg
-from codes.service import (
-    Verification,
-    current_status,
-    daily_pseudonym,
-    gate_token_keys,
-    public_keys,
-    revocations_since,
-    sign_place_code,
-    verify_code,
-    verify_place_code,
-)
+from codes.revocation import revocations_since
+from codes.states import Reason, Status
+from codes.status import current_status
 from codes.verifier import ReplayMemory, Result, TrustedKey, keys_from_jwks, verify
 from codes.verifier import daily_pseudonym as offline_pseudonym
+from codes.verifying import Verification, verify_code
 
 __all__ = [
     "PlaceCodeInvalid",
+    "Reason",
     "ReplayMemory",
     "Result",
+    "Status",
     "TrustedKey",
     "Verification",
     "current_status",

@@ -12,11 +12,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from codes.states import Status
+
 PREFIX = "SC1:"
 VERSION = 1
 TYPE_IDENTITY = 1
 TYPE_PLACE = 2
-STATUSES = ("green", "yellow", "red")  # wire values 0, 1, 2
+STATUSES: tuple[Status, ...] = tuple(Status)  # wire values 0, 1, 2
 SIGNATURE_BYTES = 64
 TOKEN_BYTES = 16
 MAX_VENUE_ID_BYTES = 64
@@ -46,7 +48,7 @@ class Payload(NamedTuple):
     key_id: bytes
     issued_at: int
     lifetime_s: int
-    status: str | None = None
+    status: Status | None = None
     token: bytes = b""
     venue_id: str | None = None
     version: int = VERSION

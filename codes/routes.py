@@ -9,11 +9,13 @@ from starlette.routing import Route
 from app.context import app_context
 from app.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from app.http import endpoint, json_response, read_json, read_query
-from auth import scopes as sc
-from auth.authz import require
-from auth.errors import IdentityRequired
-from codes import qr, service
+from auth.api import IdentityRequired, require
+from auth.api import scopes as sc
+from codes import qr
 from codes.errors import SubjectRequired
+from codes.issuing import issue_code_for
+from codes.keys import public_keys
+from codes.revocation import revocations_since, revoke_as, sign_document
 from codes.schemas import (
     CodeQuery,
     IssuedCodeOut,
@@ -33,6 +35,16 @@ from codes.schemas import (
     VerifyIn,
     VerifyOut,
 )
+from codes.status import (
+    StatusChange,
+    StatusRecord,
+    StatusReport,
+    set_status,
+    set_statuses,
+    status_history,
+    status_report,
+)
+from codes.verifying import verify_code
 
 TAGS = ["codes"]
 NO_STORE = {"Cache-Control": "no-store"}
@@ -63,9 +75,9 @@ def _image_format(request: Request, asked: str | None) -> str:
     tags=TAGS,
 )
 async def get_my_code(request: Request) -> Response:
-    query = read_query(request, CodeQuery)
     principal = await require(request, sc.RESIDENT)
-    issued = await service.issue_code_for(app_context(request), principal, query.dependent_id)
+    query = read_query(request, CodeQuery)
+    issued = await issue_code_for(app_context(request), principal, query.dependent_id)
     shape = _image_format(request, query.format)
     if shape == "png":
         return Response(qr.png(issued.code), media_type="image/png", headers=NO_STORE)
@@ -88,7 +100,7 @@ async def get_my_code(request: Request) -> Response:
     tags=TAGS,
 )
 async def get_keys(request: Request) -> Response:
-    return json_response(service.public_keys(app_context(request)), headers=KEYS_CACHE)
+    return json_response(public_keys(app_context(request)), headers=KEYS_CACHE)
 
 
 @endpoint(
@@ -100,9 +112,9 @@ async def get_keys(request: Request) -> Response:
     tags=TAGS,
 )
 async def post_verify(request: Request) -> Response:
-    body = await read_json(request, VerifyIn)
     principal = await require(request, sc.CODES_VERIFY)
-    verdict = await service.verify_code(app_context(request), body.code, verifier_id=principal.id)
+    body = await read_json(request, VerifyIn)
+    verdict = await verify_code(app_context(request), body.code, verifier_id=principal.id)
     subject = None
     if verdict.valid:
         subject = SubjectOut(
@@ -131,9 +143,9 @@ async def post_verify(request: Request) -> Response:
     tags=TAGS,
 )
 async def post_revoke(request: Request) -> Response:
-    body = await read_json(request, RevokeIn)
     principal = await require(request, (sc.RESIDENT, sc.ADMIN))
-    done = await service.revoke_as(
+    body = await read_json(request, RevokeIn)
+    done = await revoke_as(
         app_context(request),
         principal,
         dependent_id=body.dependent_id,
@@ -150,10 +162,10 @@ async def post_revoke(request: Request) -> Response:
     tags=TAGS,
 )
 async def get_revocations(request: Request) -> Response:
-    query = read_query(request, RevocationsQuery)
     await require(request, (sc.CODES_VERIFY, sc.GATES_SCAN))
+    query = read_query(request, RevocationsQuery)
     ctx = app_context(request)
-    page = await service.revocations_since(ctx, query.since, query.limit)
+    page = await revocations_since(ctx, query.since, query.limit)
     document = RevocationsOut(
         since=page.since,
         next_cursor=page.next_cursor,
@@ -163,15 +175,14 @@ async def get_revocations(request: Request) -> Response:
                  for e in page.entries],
         jws="",
     ).model_dump(mode="json", exclude={"jws"})  # fmt: skip
-    return json_response(
-        {**document, "jws": service.sign_document(ctx, document)}, headers=NO_STORE
-    )
+    return json_response({**document, "jws": sign_document(ctx, document)}, headers=NO_STORE)
 
 
-def _status_out(record: service.StatusRecord, in_force: str) -> StatusOut:
+def _status_out(report: StatusReport) -> StatusOut:
+    record: StatusRecord = report.record
     return StatusOut(
         subject_id=record.subject_id,
-        status=in_force,
+        status=report.in_force,
         set_status=record.status,
         reason=record.reason,
         valid_until=record.valid_until,
@@ -188,19 +199,13 @@ def _status_out(record: service.StatusRecord, in_force: str) -> StatusOut:
     tags=TAGS,
 )
 async def put_status(request: Request) -> Response:
-    body = await read_json(request, StatusIn)
     principal = await require(request, sc.STATUS_WRITE)
-    ctx = app_context(request)
-    record = await service.set_status(
-        ctx,
-        request.path_params["subject_id"],
-        body.status,
-        body.reason,
-        body.valid_until,
-        actor=f"{principal.kind}:{principal.id}",
+    body = await read_json(request, StatusIn)
+    change = StatusChange(
+        request.path_params["subject_id"], body.status, body.reason, body.valid_until
     )
-    in_force = record.in_force(ctx.clock.now(), service.runtime(ctx).config.default_status)
-    return json_response(_status_out(record, in_force))
+    report = await set_status(app_context(request), principal, change)
+    return json_response(_status_out(report))
 
 
 @endpoint(
@@ -211,10 +216,8 @@ async def put_status(request: Request) -> Response:
 )
 async def get_status(request: Request) -> Response:
     await require(request, sc.STATUS_WRITE)
-    ctx = app_context(request)
-    subject_id = request.path_params["subject_id"]
-    record = await service.status_record(ctx, subject_id)
-    return json_response(_status_out(record, await service.current_status(ctx, subject_id)))
+    report = await status_report(app_context(request), request.path_params["subject_id"])
+    return json_response(_status_out(report))
 
 
 @endpoint(
@@ -226,7 +229,7 @@ async def get_status(request: Request) -> Response:
 async def get_status_history(request: Request) -> Response:
     await require(request, sc.STATUS_WRITE)
     subject_id = request.path_params["subject_id"]
-    changes = await service.status_history(subject_id)
+    changes = await status_history(subject_id)
     return json_response(
         StatusHistoryOut(
             subject_id=subject_id,
@@ -253,14 +256,10 @@ async def get_status_history(request: Request) -> Response:
     tags=TAGS,
 )
 async def post_status_batch(request: Request) -> Response:
-    body = await read_json(request, StatusBatchIn)
     principal = await require(request, sc.STATUS_WRITE)
-    changes = [
-        service.StatusChange(e.subject_id, e.status, e.reason, e.valid_until) for e in body.entries
-    ]
-    records = await service.set_statuses(
-        app_context(request), changes, actor=f"{principal.kind}:{principal.id}"
-    )
+    body = await read_json(request, StatusBatchIn)
+    changes = [StatusChange(e.subject_id, e.status, e.reason, e.valid_until) for e in body.entries]
+    records = await set_statuses(app_context(request), principal, changes)
     return json_response(StatusBatchOut(updated=len(records)))
 
 

@@ -1,6 +1,6 @@
 """The pure verifier: given trusted public keys, a revocation set and the time, decide a code.
 
-No I/O: the server (`codes.service.verify_code`) and offline gates run this same function.
+No I/O: the server (`codes.verifying.verify_code`) and offline gates run this same function.
 Checks run in a fixed order and the first failure is the reason (docs/code-format.md):
 format -> key -> signature -> not yet valid -> expired -> revoked.
 """
@@ -17,25 +17,19 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from codes import codec
 from codes.pseudonym import day_of, open_token
+from codes.states import Reason, Status
 
-OK: Final = "ok"
-CODE_MALFORMED: Final = "code_malformed"
-SIGNATURE_INVALID: Final = "signature_invalid"
-UNKNOWN_KEY: Final = "unknown_key"
-CODE_EXPIRED: Final = "code_expired"
-CODE_NOT_YET_VALID: Final = "code_not_yet_valid"
-CODE_REVOKED: Final = "code_revoked"
-CODE_REPLAYED: Final = "code_replayed"  # decided by a replay memory, never by `verify` alone
-REASONS = (
-    OK,
-    CODE_MALFORMED,
-    SIGNATURE_INVALID,
-    UNKNOWN_KEY,
-    CODE_EXPIRED,
-    CODE_NOT_YET_VALID,
-    CODE_REVOKED,
-    CODE_REPLAYED,
-)
+OK: Final = Reason.OK
+CODE_MALFORMED: Final = Reason.CODE_MALFORMED
+SIGNATURE_INVALID: Final = Reason.SIGNATURE_INVALID
+UNKNOWN_KEY: Final = Reason.UNKNOWN_KEY
+CODE_EXPIRED: Final = Reason.CODE_EXPIRED
+CODE_NOT_YET_VALID: Final = Reason.CODE_NOT_YET_VALID
+CODE_REVOKED: Final = Reason.CODE_REVOKED
+CODE_REPLAYED: Final = Reason.CODE_REPLAYED
+# What this module and a replay memory can decide: every reason but the online-only
+# status_changed.
+REASONS = tuple(r for r in Reason if r is not Reason.STATUS_CHANGED)
 DEFAULT_SKEW = timedelta(seconds=30)
 
 
@@ -110,9 +104,9 @@ class Result(NamedTuple):
     (A tuple of plain values: built on every verification, so it must be cheap to build.)"""
 
     valid: bool
-    reason: str
+    reason: Reason
     type: int | None = None
-    status: str | None = None  # the colour the code carries (its status at issue time)
+    status: Status | None = None  # the colour the code carries (its status at issue time)
     issued_at_s: int | None = None
     lifetime_s: int = 0  # 0: does not expire (place codes)
     code_id: str | None = None  # hex of the sealed token: what replay and revocation key on
@@ -132,11 +126,11 @@ class Result(NamedTuple):
             return None
         return datetime.fromtimestamp(self.issued_at_s + self.lifetime_s, UTC)
 
-    def refused(self, reason: str) -> Result:
+    def refused(self, reason: Reason) -> Result:
         return self._replace(valid=False, reason=reason)
 
 
-def _decided(valid: bool, reason: str, payload: codec.Payload, kid: str | None = None) -> Result:
+def _decided(valid: bool, reason: Reason, payload: codec.Payload, kid: str | None = None) -> Result:
     return Result(
         valid,
         reason,

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from app.context import AppContext
 from app.domain import Domain, Job
-from codes import service
-from codes.models import CodeRevocation
+from codes.config import CodesRuntime
 from codes.routes import routes
+from codes.tasks import purge_revocations
 
 
 async def startup(ctx: AppContext) -> None:
-    ctx.extensions[service.PURPOSE] = service.build_runtime(ctx)
-
-
-async def purge_revocations(ctx: AppContext) -> int:
-    # A revocation entry names codes that expired at `not_after`; a day later no gate
-    # that synced in between can still need it.
-    cutoff = ctx.clock.now() - timedelta(days=1)
-    deleted: int = await CodeRevocation.filter(not_after__lt=cutoff).delete()
-    return deleted
+    ctx.provide(CodesRuntime.build(ctx))
 
 
 DOMAIN = Domain(

@@ -11,8 +11,10 @@ import httpx
 
 from app.clock import FrozenClock
 from app.context import AppContext
-from codes import service
+from codes import store
+from codes.issuing import issue_code
 from codes.models import HealthStatus, HealthStatusChange
+from codes.status import current_status
 from tests.factories import Machine, Resident, machine, resident
 
 
@@ -55,7 +57,7 @@ async def test_authority_sets_a_status_and_new_codes_carry_it(
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "yellow"
     assert (await code_of(client, who))["status"] == "yellow"
-    assert await service.current_status(ctx, subject(who)) == "yellow"
+    assert await current_status(ctx, subject(who)) == "yellow"
 
 
 async def test_a_code_issued_green_is_refused_once_the_subject_turned_red(
@@ -85,8 +87,8 @@ async def test_status_reverts_to_the_default_after_valid_until(
     assert response.json()["valid_until"] is not None
     assert (await code_of(client, who))["status"] == "red"
     clock.advance(hours=1)
-    assert await service.current_status(ctx, subject(who)) == "green"
-    assert (await service.issue_code(ctx, subject(who))).status == "green"
+    assert await current_status(ctx, subject(who)) == "green"
+    assert (await issue_code(ctx, subject(who))).status == "green"
     auth = await authority(client, ctx)  # the first token expired meanwhile
     status = await client.get(f"/v1/health-status/{subject(who)}", headers=auth.headers)
     assert status.json()["status"] == "green" and status.json()["set_status"] == "red"
@@ -100,7 +102,7 @@ async def test_valid_until_in_the_past_is_refused(
         client, auth, subject(who), "red", valid_until=clock.now() - timedelta(seconds=1)
     )
     assert response.status_code == 422 and response.json()["code"] == "validation_failed"
-    assert await service.current_status(ctx, subject(who)) == "green"
+    assert await current_status(ctx, subject(who)) == "green"
 
 
 async def test_every_change_is_kept_as_history(
@@ -149,10 +151,10 @@ async def test_bad_status_values_are_validation_errors(
 
 async def test_the_cache_is_updated_on_change(client: httpx.AsyncClient, ctx: AppContext) -> None:
     who, auth = await resident(client, ctx), await authority(client, ctx)
-    assert await service.current_status(ctx, subject(who)) == "green"  # now cached
-    assert await ctx.kv.get(service._status_key(ctx, subject(who))) is not None
+    assert await current_status(ctx, subject(who)) == "green"  # now cached
+    assert await ctx.kv.get(store.status_key(ctx, subject(who))) is not None
     await put_status(client, auth, subject(who), "red")
-    assert await service.current_status(ctx, subject(who)) == "red"
+    assert await current_status(ctx, subject(who)) == "red"
 
 
 async def test_concurrent_changes_leave_cache_and_database_agreeing(
@@ -166,7 +168,7 @@ async def test_concurrent_changes_leave_cache_and_database_agreeing(
     )
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
     row = await HealthStatus.get(subject_id=subject(who))
-    assert await service.current_status(ctx, subject(who)) == row.status
+    assert await current_status(ctx, subject(who)) == row.status
     assert await HealthStatusChange.filter(subject_id=subject(who)).count() == len(colours)
     assert row.version == len(colours)
 
@@ -182,15 +184,15 @@ async def test_batch_sets_many_statuses_at_once(client: httpx.AsyncClient, ctx: 
     )
     assert response.status_code == 200, response.text[:500]
     assert response.json() == {"updated": 10_000}
-    assert await service.current_status(ctx, "sub_batch_9998") == "red"
-    assert await service.current_status(ctx, "sub_batch_9999") == "yellow"
+    assert await current_status(ctx, "sub_batch_9998") == "red"
+    assert await current_status(ctx, "sub_batch_9999") == "yellow"
     assert await HealthStatusChange.filter(subject_id__startswith="sub_batch_").count() == 10_000
     again = [{**e, "status": "green"} for e in entries[:100]]
     response = await client.post(
         "/v1/health-status:batch", json={"entries": again}, headers=auth.headers
     )
     assert response.status_code == 200
-    assert await service.current_status(ctx, "sub_batch_1") == "green"
+    assert await current_status(ctx, "sub_batch_1") == "green"
 
 
 async def test_one_bad_entry_rejects_the_whole_batch(
@@ -253,5 +255,5 @@ async def test_concurrent_batches_over_the_same_new_subjects_all_apply(
     for i in range(40):
         row = await HealthStatus.get(subject_id=f"sub_race_{i}")
         assert row.version == len(colours)
-        assert await service.current_status(ctx, row.subject_id) == row.status
+        assert await current_status(ctx, row.subject_id) == row.status
     assert await HealthStatusChange.filter(subject_id="sub_race_0").count() == len(colours)

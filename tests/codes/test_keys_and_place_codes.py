@@ -17,8 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from app.clock import FrozenClock
 from app.context import AppContext
 from app.settings import Settings
-from codes import codec, service, verifier
+from codes import codec, verifier
 from codes.errors import PlaceCodeInvalid
+from codes.issuing import issue_code
+from codes.place_codes import sign_place_code, verify_place_code
 from tests.factories import machine, resident
 
 
@@ -76,12 +78,12 @@ async def test_after_rotation_the_new_key_signs_and_old_codes_verify_until_they_
 
 
 async def test_place_codes_round_trip_and_survive_rotation(ctx: AppContext) -> None:
-    code = service.sign_place_code(ctx, "venue_42")
+    code = sign_place_code(ctx, "venue_42")
     assert codec.decode(code).payload.type == codec.TYPE_PLACE
-    assert service.verify_place_code(ctx, code) == "venue_42"
+    assert verify_place_code(ctx, code) == "venue_42"
     ctx.keys.signing["codes"].rotate()
     ctx.keys.signing["codes"].reload()
-    assert service.verify_place_code(ctx, code) == "venue_42"
+    assert verify_place_code(ctx, code) == "venue_42"
 
 
 async def test_identity_codes_and_forgeries_are_not_place_codes(
@@ -89,7 +91,7 @@ async def test_identity_codes_and_forgeries_are_not_place_codes(
 ) -> None:
     who = await resident(client, ctx)
     assert who.subject_id is not None
-    identity = (await service.issue_code(ctx, who.subject_id)).code
+    identity = (await issue_code(ctx, who.subject_id)).code
     rogue = ec.generate_private_key(ec.SECP256R1())
     forged = codec.sign(
         codec.Payload(
@@ -104,7 +106,7 @@ async def test_identity_codes_and_forgeries_are_not_place_codes(
     for bad, reason in ((identity, "code_malformed"), (forged, "signature_invalid"),
                         ("SC1:XYZ", "code_malformed")):  # fmt: skip
         with pytest.raises(PlaceCodeInvalid) as caught:
-            service.verify_place_code(ctx, bad)
+            verify_place_code(ctx, bad)
         assert caught.value.extra["reason"] == reason
         assert caught.value.code == "place_code_invalid"
 
@@ -113,7 +115,7 @@ async def test_identity_verification_refuses_place_codes(
     client: httpx.AsyncClient, ctx: AppContext
 ) -> None:
     gate = await machine(client, ctx, "gate", "venue-1")
-    place = service.sign_place_code(ctx, "venue_42")
+    place = sign_place_code(ctx, "venue_42")
     response = await client.post("/v1/codes/verify", json={"code": place}, headers=gate.headers)
     assert response.json()["reason"] == "code_malformed"
 
