@@ -8,15 +8,10 @@ from __future__ import annotations
 
 from auth import scopes
 from auth.authz import require
+from auth.clients import ClientCredentials, create_client
 from auth.errors import IdentityRequired
 from auth.principal import Principal
-from auth.service import (
-    ClientCredentials,
-    SubjectProfile,
-    create_client,
-    subject_for_request,
-    subject_profile,
-)
+from auth.residents import SubjectProfile, subject_for_request, subject_profile
 
 __all__ = [
     "ClientCredentials",

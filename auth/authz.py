@@ -14,8 +14,9 @@ from starlette.requests import HTTPConnection
 from app.context import app_context
 from app.errors import Forbidden, Unauthorized
 from auth import scopes as sc
-from auth import service
+from auth.audit import audit
 from auth.principal import Principal
+from auth.sessions import authenticate as authenticate_token
 
 _STATE_KEY = "auth_principal"
 
@@ -43,7 +44,7 @@ async def authenticate(conn: HTTPConnection) -> Principal:
             extra={"reason": "missing"},
             headers={"WWW-Authenticate": "Bearer"},
         )
-    principal = await service.authenticate(app_context(conn), token)
+    principal = await authenticate_token(app_context(conn), token)
     conn.scope[_STATE_KEY] = principal
     return principal
 
@@ -69,7 +70,7 @@ async def require(
 
 async def _reject(conn: HTTPConnection, principal: Principal, why: str, wanted: str) -> None:
     ctx = app_context(conn)
-    await service.audit(
+    await audit(
         "token_rejected",
         now=ctx.clock.now(),
         actor=principal.id,

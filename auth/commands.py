@@ -8,19 +8,19 @@ import json
 from app.context import AppContext
 from app.errors import Problem
 from auth import scopes as sc
-from auth import service
+from auth.clients import create_client
 
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["create"])
-    parser.add_argument("--kind", required=True, choices=list(sc.CLIENT_KINDS))
+    parser.add_argument("--kind", required=True, choices=[kind.value for kind in sc.CLIENT_KINDS])
     parser.add_argument("--tenant", help="venue id (gate, operator) or hospital id (hospital)")
     parser.add_argument("--json", action="store_true", help="print JSON (the only format)")
 
 
 async def run_clients(ctx: AppContext, args: argparse.Namespace) -> int:
     try:
-        creds = await service.create_client(ctx, args.kind, args.tenant, actor="cli")
+        creds = await create_client(ctx, args.kind, args.tenant, actor="cli")
     except Problem as exc:
         print(f"suishen: {exc.code}: {exc.detail}")
         return 2

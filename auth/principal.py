@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-PRINCIPAL_KINDS = ("resident", "gate", "hospital", "authority", "operator", "admin")
+
+class PrincipalKind(StrEnum):
+    """Who a token speaks for: a resident's account or one kind of machine client."""
+
+    RESIDENT = "resident"
+    GATE = "gate"
+    HOSPITAL = "hospital"
+    AUTHORITY = "authority"
+    OPERATOR = "operator"
+    ADMIN = "admin"
 
 
 @dataclass(frozen=True)
@@ -16,7 +26,7 @@ class Principal:
     resident's own opaque subject id once identity is bound (None before and for machines).
     """
 
-    kind: str
+    kind: PrincipalKind
     id: str
     scopes: frozenset[str]
     tenant_id: str | None = None
@@ -27,7 +37,7 @@ class Principal:
 
     @property
     def is_resident(self) -> bool:
-        return self.kind == "resident"
+        return self.kind == PrincipalKind.RESIDENT
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes

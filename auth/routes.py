@@ -9,8 +9,9 @@ from starlette.routing import Route
 from app.context import app_context
 from app.errors import Conflict, RateLimited
 from app.http import endpoint, json_response, read_json
+from auth import clients, otp, residents, sessions
 from auth import scopes as sc
-from auth import service
+from auth.audit import RequestMeta
 from auth.authz import require
 from auth.errors import (
     AlreadyDependent,
@@ -55,19 +56,20 @@ from auth.schemas import (
     ResidentProfile,
     TokenPair,
 )
+from auth.states import ClientStatus
 
 TAGS = ["auth"]
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _meta(request: Request) -> service.RequestMeta:
-    return service.RequestMeta(
+def _meta(request: Request) -> RequestMeta:
+    return RequestMeta(
         ip=request.client.host if request.client else None,
         request_id=request.scope.get("request_id"),
     )
 
 
-def _pair(pair: service.IssuedPair) -> TokenPair:
+def _pair(pair: sessions.IssuedPair) -> TokenPair:
     return TokenPair(
         access_token=pair.access_token,
         refresh_token=pair.refresh_token,
@@ -85,7 +87,7 @@ def _pair(pair: service.IssuedPair) -> TokenPair:
 )
 async def post_otp(request: Request) -> Response:
     body = await read_json(request, OtpRequest)
-    sent = await service.send_otp(app_context(request), body.phone, _meta(request))
+    sent = await otp.send_otp(app_context(request), body.phone, _meta(request))
     return json_response(
         OtpSent(expires_in=sent.expires_in, resend_after=sent.resend_after,
                 debug_code=sent.debug_code),
@@ -102,7 +104,7 @@ async def post_otp(request: Request) -> Response:
 )
 async def post_login(request: Request) -> Response:
     body = await read_json(request, LoginRequest)
-    pair = await service.login(app_context(request), body.phone, body.otp, _meta(request))
+    pair = await otp.login(app_context(request), body.phone, body.otp, _meta(request))
     return json_response(_pair(pair), headers=NO_STORE)
 
 
@@ -115,7 +117,7 @@ async def post_login(request: Request) -> Response:
 )
 async def post_refresh(request: Request) -> Response:
     body = await read_json(request, RefreshRequest)
-    pair = await service.refresh(app_context(request), body.refresh_token, _meta(request))
+    pair = await sessions.refresh(app_context(request), body.refresh_token, _meta(request))
     return json_response(_pair(pair), headers=NO_STORE)
 
 
@@ -127,7 +129,7 @@ async def post_refresh(request: Request) -> Response:
 )
 async def post_logout(request: Request) -> Response:
     principal = await require(request, sc.RESIDENT)
-    await service.logout(app_context(request), principal, _meta(request))
+    await sessions.logout(app_context(request), principal, _meta(request))
     return json_response(LoggedOut())
 
 
@@ -142,7 +144,7 @@ async def post_token(request: Request) -> Response:
     body = await read_json(request, ClientTokenRequest)
     if body.grant_type != "client_credentials":
         raise UnsupportedGrant("only grant_type=client_credentials is offered")
-    issued = await service.client_token(
+    issued = await clients.client_token(
         app_context(request), body.client_id, body.client_secret, _meta(request)
     )
     return json_response(
@@ -151,7 +153,7 @@ async def post_token(request: Request) -> Response:
     )
 
 
-def _credentials(creds: service.ClientCredentials) -> ClientCredentialsOut:
+def _credentials(creds: clients.ClientCredentials) -> ClientCredentialsOut:
     return ClientCredentialsOut(
         client_id=creds.client_id,
         client_secret=creds.client_secret,
@@ -173,7 +175,7 @@ def _credentials(creds: service.ClientCredentials) -> ClientCredentialsOut:
 async def post_client(request: Request) -> Response:
     principal = await require(request, sc.ADMIN)
     body = await read_json(request, ClientCreate)
-    creds = await service.create_client(
+    creds = await clients.create_client(
         app_context(request), body.kind, body.tenant_id, actor=principal,
         request_id=_meta(request).request_id,
     )  # fmt: skip
@@ -189,7 +191,7 @@ async def post_client(request: Request) -> Response:
 )
 async def post_client_rotate(request: Request) -> Response:
     principal = await require(request, sc.ADMIN)
-    creds = await service.rotate_client(
+    creds = await clients.rotate_client(
         app_context(request), request.path_params["client_id"], actor=principal,
         request_id=_meta(request).request_id,
     )  # fmt: skip
@@ -205,17 +207,18 @@ async def post_client_rotate(request: Request) -> Response:
 )
 async def post_client_disable(request: Request) -> Response:
     principal = await require(request, sc.ADMIN)
-    client = await service.disable_client(
+    client = await clients.disable_client(
         app_context(request), request.path_params["client_id"], actor=principal,
         request_id=_meta(request).request_id,
     )  # fmt: skip
     return json_response(
         ClientOut(client_id=client.id, kind=client.kind, tenant_id=client.tenant_id,
-                  scope=client.scope, disabled=client.disabled_at is not None)
+                  scope=client.scope,
+                  disabled=ClientStatus.of(client) is ClientStatus.DISABLED)
     )  # fmt: skip
 
 
-def _dependent(view: service.DependentView, request: Request) -> DependentOut:
+def _dependent(view: residents.DependentView, request: Request) -> DependentOut:
     subject = view.subject
     today = app_context(request).clock.now().date()
     return DependentOut(
@@ -237,11 +240,11 @@ def _dependent(view: service.DependentView, request: Request) -> DependentOut:
 )
 async def get_me(request: Request) -> Response:
     principal = await require(request, sc.RESIDENT)
-    view = await service.resident_profile(app_context(request), principal)
+    view = await residents.resident_profile(app_context(request), principal)
     return json_response(_profile(view, request))
 
 
-def _profile(view: service.ResidentView, request: Request) -> ResidentProfile:
+def _profile(view: residents.ResidentView, request: Request) -> ResidentProfile:
     subject = view.subject
     today = app_context(request).clock.now().date()
     return ResidentProfile(
@@ -268,7 +271,7 @@ def _profile(view: service.ResidentView, request: Request) -> ResidentProfile:
 async def put_identity(request: Request) -> Response:
     principal = await require(request, sc.RESIDENT)
     body = await read_json(request, IdentityRequest)
-    view = await service.bind_identity(
+    view = await residents.bind_identity(
         app_context(request), principal, body.name, body.id_number, _meta(request)
     )
     return json_response(_profile(view, request))
@@ -296,7 +299,7 @@ async def put_identity(request: Request) -> Response:
 async def post_dependent(request: Request) -> Response:
     principal = await require(request, sc.RESIDENT)
     body = await read_json(request, DependentRequest)
-    view = await service.add_dependent(
+    view = await residents.add_dependent(
         app_context(request), principal, name=body.name, id_number=body.id_number,
         relation=body.relation, consent_code=body.consent_code, meta=_meta(request),
     )  # fmt: skip
@@ -311,7 +314,7 @@ async def post_dependent(request: Request) -> Response:
 )
 async def get_dependents(request: Request) -> Response:
     principal = await require(request, sc.RESIDENT)
-    views = await service.list_dependents(principal)
+    views = await residents.list_dependents(principal)
     return json_response(DependentList(dependents=[_dependent(v, request) for v in views]))
 
 
@@ -325,7 +328,7 @@ async def get_dependents(request: Request) -> Response:
 )
 async def post_consent(request: Request) -> Response:
     principal = await require(request, sc.RESIDENT)
-    code, expires = await service.give_consent(app_context(request), principal, _meta(request))
+    code, expires = await residents.give_consent(app_context(request), principal, _meta(request))
     return json_response(
         ConsentOut(consent_code=code, expires_at=expires), status=201, headers=NO_STORE
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from auth.principal import PrincipalKind as K
+
 RESIDENT = "resident"
 CODES_VERIFY = "codes:verify"
 GATES_SCAN = "gates:scan"
@@ -14,16 +16,17 @@ ALL = frozenset(
     {RESIDENT, CODES_VERIFY, GATES_SCAN, ENCOUNTERS_WRITE, STATUS_WRITE, VENUES_MANAGE, ADMIN}
 )
 
-CLIENT_KINDS = ("gate", "hospital", "authority", "operator", "admin")
+# Every principal kind but `resident` is a kind of machine client.
+CLIENT_KINDS = (K.GATE, K.HOSPITAL, K.AUTHORITY, K.OPERATOR, K.ADMIN)
 # Kinds bound to one tenant: a venue for gates and operators, a hospital for hospitals.
-TENANT_KINDS = frozenset({"gate", "operator", "hospital"})
+TENANT_KINDS = frozenset({K.GATE, K.OPERATOR, K.HOSPITAL})
 
-KIND_SCOPES: dict[str, frozenset[str]] = {
-    "gate": frozenset({GATES_SCAN, CODES_VERIFY}),
-    "hospital": frozenset({ENCOUNTERS_WRITE, CODES_VERIFY}),
-    "authority": frozenset({STATUS_WRITE, CODES_VERIFY}),
-    "operator": frozenset({VENUES_MANAGE}),
-    "admin": frozenset({ADMIN}),
+KIND_SCOPES: dict[K, frozenset[str]] = {
+    K.GATE: frozenset({GATES_SCAN, CODES_VERIFY}),
+    K.HOSPITAL: frozenset({ENCOUNTERS_WRITE, CODES_VERIFY}),
+    K.AUTHORITY: frozenset({STATUS_WRITE, CODES_VERIFY}),
+    K.OPERATOR: frozenset({VENUES_MANAGE}),
+    K.ADMIN: frozenset({ADMIN}),
 }
 
 RESIDENT_SCOPES = frozenset({RESIDENT})

@@ -17,13 +17,15 @@ import jwt
 
 from app.keyring import SigningKeyring
 from auth import scopes as sc
-from auth.principal import Principal
+from auth.principal import Principal, PrincipalKind
 
 ALGORITHM = "ES256"
 ACCESS_TTL = timedelta(minutes=15)
 LEEWAY = timedelta(seconds=10)
 # A retired key verifies for as long as a token it signed can live.
 VERIFICATION_WINDOW = ACCESS_TTL + LEEWAY
+# The `knd` claim's values; a dict lookup, as every authenticated request makes it.
+_KINDS: dict[str, PrincipalKind] = {kind.value: kind for kind in PrincipalKind}
 
 
 class TokenRejected(Exception):
@@ -178,8 +180,9 @@ def _check_claims(claims: dict[str, Any], now: datetime) -> VerifiedToken:
         raise TokenRejected("expired")
     if iat - leeway > moment:
         raise TokenRejected("not_yet_valid")
-    kind = claims.get("knd")
-    if kind not in ("resident", *sc.CLIENT_KINDS) or not isinstance(claims["scope"], str):
+    knd = claims.get("knd")
+    kind = _KINDS.get(knd) if isinstance(knd, str) else None
+    if kind is None or not isinstance(claims["scope"], str):
         raise TokenRejected("malformed")
     generation = claims.get("gen")
     principal = Principal(

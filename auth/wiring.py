@@ -6,20 +6,21 @@ from typing import Any
 
 from app.context import AppContext
 from app.domain import Command, Domain
-from auth import service
+from auth.clients import create_client
 from auth.commands import add_client_arguments, run_clients
+from auth.config import AuthRuntime
 from auth.routes import routes
 
 
 async def startup(ctx: AppContext) -> None:
-    ctx.extensions["auth"] = service.build_runtime(ctx)
+    ctx.provide(AuthRuntime.build(ctx))
 
 
 async def seed_demo(ctx: AppContext, existing: dict[str, Any]) -> dict[str, Any]:
     """An admin and a health-status authority client for demo-credentials.json."""
     part: dict[str, Any] = {}
     for kind in ("admin", "authority"):
-        creds = await service.create_client(ctx, kind, None, actor="seed-demo")
+        creds = await create_client(ctx, kind, None, actor="seed-demo")
         part[kind] = {"client_id": creds.client_id, "client_secret": creds.client_secret}
     return part
 

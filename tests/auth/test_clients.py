@@ -15,9 +15,10 @@ import pytest
 
 from app.context import AppContext
 from app.settings import Settings
-from auth import service
+from auth.clients import create_client
 from auth.errors import TenantNotAllowed, TenantRequired
 from auth.models import AuditEvent, Client
+from auth.sessions import authenticate
 from auth.wiring import seed_demo
 from tests.auth.checks import assert_problem, bearer
 from tests.conftest import REPO, server_env
@@ -82,7 +83,7 @@ async def test_tenant_bound_kinds_need_a_tenant(
     admin = await machine(client, ctx, "admin")
     assert_problem(await create(client, admin, kind), 422, "tenant_required")
     with pytest.raises(TenantRequired):
-        await service.create_client(ctx, kind, None, actor="tests")
+        await create_client(ctx, kind, None, actor="tests")
 
 
 @pytest.mark.parametrize("kind", ["authority", "admin"])
@@ -92,7 +93,7 @@ async def test_platform_kinds_take_no_tenant(
     admin = await machine(client, ctx, "admin")
     assert_problem(await create(client, admin, kind, "ven_1"), 422, "tenant_not_allowed")
     with pytest.raises(TenantNotAllowed):
-        await service.create_client(ctx, kind, "ven_1", actor="tests")
+        await create_client(ctx, kind, "ven_1", actor="tests")
 
 
 async def test_unknown_kind_is_422(client: httpx.AsyncClient, ctx: AppContext) -> None:
@@ -165,7 +166,7 @@ async def test_rotation_kills_the_old_secret_and_its_tokens(
 
 async def service_check(ctx: AppContext, token: str) -> str:
     try:
-        await service.authenticate(ctx, token)
+        await authenticate(ctx, token)
     except Exception as exc:
         return str(getattr(exc, "extra", {}).get("reason"))
     return "ok"

@@ -10,10 +10,12 @@ import pytest
 
 from app.clock import FrozenClock
 from app.context import AppContext
-from auth import service
+from auth.config import AuthRuntime
 from auth.errors import IdentityRequired
 from auth.models import Account, AuditEvent, Subject
 from auth.principal import Principal
+from auth.residents import subject_for_request, subject_profile
+from auth.sessions import authenticate
 from tests.auth.checks import assert_problem
 from tests.factories import add_dependent, machine, resident, valid_id_number
 
@@ -61,7 +63,7 @@ async def test_name_and_id_number_are_encrypted_at_rest(
     assert "王小波" not in stored and "小波" not in stored
     account = await Account.get(id=someone.account_id)
     assert someone.phone[3:] not in " ".join(str(v) for v in account.__dict__.values())
-    cipher = service.runtime(ctx).cipher
+    cipher = ctx.runtime(AuthRuntime).cipher
     assert cipher.decrypt(row.id_number_enc, field="id_number", row=row.id) == someone.id_number
     assert cipher.decrypt(row.name_enc, field="name", row=row.id) == "王小波"
 
@@ -72,7 +74,7 @@ async def test_ciphertext_moved_to_another_row_does_not_decrypt(
     a = await resident(client, ctx)
     b = await resident(client, ctx)
     row_a = await Subject.get(id=a.subject_id)
-    cipher = service.runtime(ctx).cipher
+    cipher = ctx.runtime(AuthRuntime).cipher
     with pytest.raises(Exception):  # noqa: B017 (cryptography's InvalidTag)
         cipher.decrypt(row_a.id_number_enc, field="id_number", row=str(b.subject_id))
 
@@ -159,7 +161,7 @@ async def test_residents_routes_refuse_machine_tokens(
 
 
 async def principal_of(client: httpx.AsyncClient, ctx: AppContext, token: str) -> Principal:
-    return await service.authenticate(ctx, token)
+    return await authenticate(ctx, token)
 
 
 async def test_subject_for_request_is_own_subject_or_a_guarded_dependent(
@@ -169,10 +171,10 @@ async def test_subject_for_request_is_own_subject_or_a_guarded_dependent(
     child = await add_dependent(client, parent, name="张小明", birth=date(2017, 6, 1))
     stranger = await resident(client, ctx)
     principal = await principal_of(client, ctx, parent.token)
-    assert await service.subject_for_request(principal, None) == parent.subject_id
-    assert await service.subject_for_request(principal, child) == child
+    assert await subject_for_request(principal, None) == parent.subject_id
+    assert await subject_for_request(principal, child) == child
     with pytest.raises(Exception) as caught:
-        await service.subject_for_request(principal, stranger.subject_id)
+        await subject_for_request(principal, stranger.subject_id)
     assert getattr(caught.value, "status", None) == 404
 
 
@@ -182,7 +184,7 @@ async def test_subject_for_request_without_identity_is_identity_required(
     someone = await resident(client, ctx, identity=False)
     principal = await principal_of(client, ctx, someone.token)
     with pytest.raises(IdentityRequired):
-        await service.subject_for_request(principal, None)
+        await subject_for_request(principal, None)
 
 
 async def test_token_from_before_binding_learns_the_subject(
@@ -199,7 +201,7 @@ async def test_subject_profile_is_masked_and_knows_dependents(
 ) -> None:
     parent = await resident(client, ctx, name="张三明", birth=date(1980, 3, 3))
     child = await add_dependent(client, parent, name="张小红", birth=date(2019, 9, 9))
-    own = await service.subject_profile(str(parent.subject_id), now=clock.now())
+    own = await subject_profile(str(parent.subject_id), now=clock.now())
     assert own is not None
     assert (own.masked_name, own.birth_date, own.age_group, own.is_dependent) == (
         "张*明",
@@ -207,10 +209,10 @@ async def test_subject_profile_is_masked_and_knows_dependents(
         "adult",
         False,
     )
-    kid = await service.subject_profile(child, now=clock.now())
+    kid = await subject_profile(child, now=clock.now())
     assert kid is not None and kid.is_dependent and kid.age_group == "child"
     assert kid.masked_name == "张*红"
-    assert await service.subject_profile("sub_nobody") is None
+    assert await subject_profile("sub_nobody") is None
 
 
 async def test_concurrent_bindings_of_one_account_leave_exactly_one_identity(

@@ -20,7 +20,7 @@ from app.clock import FrozenClock
 from app.context import AppContext
 from app.keyring import SigningKeyring
 from auth import tokens
-from auth.principal import Principal
+from auth.principal import Principal, PrincipalKind
 from tests.auth.checks import assert_problem, bearer
 from tests.factories import resident
 
@@ -185,7 +185,9 @@ async def test_token_without_expiry_is_rejected(client: httpx.AsyncClient, ctx: 
 
 
 def issue_for(ring: SigningKeyring, now: datetime, who: str) -> str:
-    principal = Principal(kind="resident", id=who, scopes=frozenset({"resident"}), family_id="f")
+    principal = Principal(
+        kind=PrincipalKind.RESIDENT, id=who, scopes=frozenset({"resident"}), family_id="f"
+    )
     return tokens.issue(ring, issuer="iss", audience="aud", now=now, principal=principal).token
 
 

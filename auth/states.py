@@ -1,0 +1,94 @@
+"""The auth domain's state machines as types: each state enum, its allowed transitions in
+one table, and `can_move()`, which a change of state asks first.
+
+The states are not stored as strings: a row's state follows from its timestamps
+(`disabled_at`, `used_at`, `revoked_at`), and the database update that moves a row is
+conditional on the old state, so of two concurrent moves only one happens.
+
+    ClientStatus    active -> disabled                  (rotation keeps a client active)
+    RefreshState    active -> used | revoked,  used -> revoked
+    ConsentState    open -> used                        (an open code past its expiry is dead)
+    OtpOutcome      what the OTP check script answers; the code's own lifecycle
+                    (pending -> consumed | expired | burnt) runs inside the script
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import IntEnum, StrEnum
+from typing import TypeVar
+
+from auth.models import Client, RefreshToken
+
+
+class ClientStatus(StrEnum):
+    """A machine client: active until disabled, for good. The value `disabled` is also
+    the client's revocation mark in the key-value store."""
+
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+    @classmethod
+    def of(cls, client: Client) -> ClientStatus:
+        return cls.ACTIVE if client.disabled_at is None else cls.DISABLED
+
+
+class RefreshState(StrEnum):
+    """A refresh token: used once (rotated into a new one of its family) or revoked with
+    its family. Expiry is a matter of the clock, checked where the token is presented."""
+
+    ACTIVE = "active"
+    USED = "used"
+    REVOKED = "revoked"
+
+    @classmethod
+    def of(cls, token: RefreshToken) -> RefreshState:
+        if token.revoked_at is not None:
+            return cls.REVOKED
+        return cls.ACTIVE if token.used_at is None else cls.USED
+
+
+class ConsentState(StrEnum):
+    """A consent code: open until a relative uses it. Expiry is a matter of the clock: an
+    open code past `expires_at` is never used (`residents._use_consent` moves only open,
+    unexpired codes, with an update conditional on both)."""
+
+    OPEN = "open"
+    USED = "used"
+
+
+class OtpOutcome(IntEnum):
+    """The result codes of the OTP check script (`store.OTP_CHECK`). Check and consume
+    are one atomic step there, so of many concurrent logins with one code one is accepted."""
+
+    ACCEPTED = 1
+    NO_CODE = 0
+    EXPIRED = -1
+    BURNT = -2  # wrong, and that was the last try: the code is deleted
+    WRONG = -3
+
+    @property
+    def reason(self) -> str:
+        """How the audit trail names a refused check (`no_code`, `expired`, ...)."""
+        return self.name.lower()
+
+
+CLIENT_TRANSITIONS: Mapping[ClientStatus, frozenset[ClientStatus]] = {
+    ClientStatus.ACTIVE: frozenset({ClientStatus.DISABLED}),
+    ClientStatus.DISABLED: frozenset(),
+}
+REFRESH_TRANSITIONS: Mapping[RefreshState, frozenset[RefreshState]] = {
+    RefreshState.ACTIVE: frozenset({RefreshState.USED, RefreshState.REVOKED}),
+    RefreshState.USED: frozenset({RefreshState.REVOKED}),
+    RefreshState.REVOKED: frozenset(),
+}
+CONSENT_TRANSITIONS: Mapping[ConsentState, frozenset[ConsentState]] = {
+    ConsentState.OPEN: frozenset({ConsentState.USED}),
+    ConsentState.USED: frozenset(),
+}
+
+S = TypeVar("S", ClientStatus, RefreshState, ConsentState)
+
+
+def can_move(transitions: Mapping[S, frozenset[S]], current: S, new: S) -> bool:
+    return new in transitions[current]
