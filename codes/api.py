@@ -1,7 +1,8 @@
 """What other domains may use of codes: the entry points `docs/contracts.md` lists.
 
 Online verification and status for gates and hospitals, the keys, revocations and day keys an
-offline bundle carries, place codes, QR rendering, and the pure pieces an offline gate runs.
+offline bundle carries, place codes, QR rendering, the pure pieces an offline gate runs, and
+the status colours and verification reasons as types (`Status`, `Reason`).
 Every import of codes from another domain goes through this module (tests/test_contracts.py).
 """
 

@@ -10,7 +10,7 @@ Problem (app.errors)
  └── PlaceCodeInvalid      422 place_code_invalid  a place code that does not verify
 
 A code that does not verify is not an error: POST /v1/codes/verify answers 200 with
-`valid: false` and one `reason` of codes.verifier.REASONS.
+`valid: false` and one `reason` of codes.states.Reason.
 """
 
 from __future__ import annotations

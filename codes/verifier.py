@@ -11,7 +11,7 @@ import base64
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, NamedTuple
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -19,14 +19,6 @@ from codes import codec
 from codes.pseudonym import day_of, open_token
 from codes.states import Reason, Status
 
-OK: Final = Reason.OK
-CODE_MALFORMED: Final = Reason.CODE_MALFORMED
-SIGNATURE_INVALID: Final = Reason.SIGNATURE_INVALID
-UNKNOWN_KEY: Final = Reason.UNKNOWN_KEY
-CODE_EXPIRED: Final = Reason.CODE_EXPIRED
-CODE_NOT_YET_VALID: Final = Reason.CODE_NOT_YET_VALID
-CODE_REVOKED: Final = Reason.CODE_REVOKED
-CODE_REPLAYED: Final = Reason.CODE_REPLAYED
 # What this module and a replay memory can decide: every reason but the online-only
 # status_changed.
 REASONS = tuple(r for r in Reason if r is not Reason.STATUS_CHANGED)
@@ -159,25 +151,25 @@ def verify(
     try:
         signed = codec.decode(code)
     except (codec.CodeFormatError, ValueError, TypeError):
-        return Result(False, CODE_MALFORMED)
+        return Result(False, Reason.CODE_MALFORMED)
     payload = signed.payload
     if payload.type != kind:
-        return _decided(False, CODE_MALFORMED, payload)
+        return _decided(False, Reason.CODE_MALFORMED, payload)
     trusted = keys.get(payload.key_id)
     if trusted is None or (trusted.not_after is not None and now > trusted.not_after):
-        return _decided(False, UNKNOWN_KEY, payload)
+        return _decided(False, Reason.UNKNOWN_KEY, payload)
     kid = trusted.kid
     if not codec.signature_valid(signed, trusted.public_key):
-        return _decided(False, SIGNATURE_INVALID, payload, kid)
+        return _decided(False, Reason.SIGNATURE_INVALID, payload, kid)
     skew_s = skew.total_seconds()
     now_s = now.timestamp()
     if payload.issued_at > now_s + skew_s:
-        return _decided(False, CODE_NOT_YET_VALID, payload, kid)
+        return _decided(False, Reason.CODE_NOT_YET_VALID, payload, kid)
     if payload.lifetime_s and now_s > payload.issued_at + payload.lifetime_s + skew_s:
-        return _decided(False, CODE_EXPIRED, payload, kid)
-    result = _decided(True, OK, payload, kid)
+        return _decided(False, Reason.CODE_EXPIRED, payload, kid)
+    result = _decided(True, Reason.OK, payload, kid)
     if result.code_id is not None and result.code_id in revoked:
-        return result.refused(CODE_REVOKED)
+        return result.refused(Reason.CODE_REVOKED)
     return result
 
 
@@ -214,4 +206,4 @@ class ReplayMemory:
             return result
         if seen[0] == verifier_id:
             return result
-        return result.refused(CODE_REPLAYED)
+        return result.refused(Reason.CODE_REPLAYED)

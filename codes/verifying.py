@@ -15,9 +15,6 @@ from codes.status import status_in_force
 from codes.store import Outcome
 from codes.subjects import profile_of, subject_of
 
-# Kept by this name for callers of the contract (docs/contracts.md).
-STATUS_CHANGED = Reason.STATUS_CHANGED
-
 
 @dataclass(frozen=True)
 class Verification:
