@@ -24,8 +24,9 @@ from typing import Any
 
 import jwt
 
-from codes import verifier
+from codes.api import ReplayMemory, Result, TrustedKey, keys_from_jwks, offline_pseudonym, verify
 from venues import policy as pol
+from venues.states import Direction, ScanDecision
 
 
 class BundleInvalid(ValueError):
@@ -34,20 +35,22 @@ class BundleInvalid(ValueError):
 
 @dataclass(frozen=True)
 class OfflineScan:
+    """One scan a gate decided offline: queued on the gate, uploaded to POST /v1/gates/sync."""
+
     scan_id: str
     code: str
-    direction: str
+    direction: Direction
     scanned_at: datetime
-    decision: str
+    decision: ScanDecision
     reason: str
 
     def as_json(self) -> dict[str, str]:
         return {
             "scan_id": self.scan_id,
             "code": self.code,
-            "direction": self.direction,
+            "direction": self.direction.value,
             "scanned_at": self.scanned_at.isoformat(),
-            "decision": self.decision,
+            "decision": self.decision.value,
             "reason": self.reason,
         }
 
@@ -78,11 +81,11 @@ def verify_bundle(token: str, bundle_keys: Mapping[str, Any], now: datetime) -> 
 class OfflineGate:
     document: dict[str, Any]
     gate_id: str
-    keys: dict[bytes, verifier.TrustedKey]
+    keys: dict[bytes, TrustedKey]
     gate_keys: dict[int, bytes]
     revoked: frozenset[str]
     reservations: dict[str, list[pol.SlotWindow]]
-    replay: verifier.ReplayMemory = field(default_factory=verifier.ReplayMemory)
+    replay: ReplayMemory = field(default_factory=ReplayMemory)
     inside: set[str] = field(default_factory=set)
     exited: dict[str, datetime] = field(default_factory=dict)
     occupancy: int = 0
@@ -102,7 +105,7 @@ class OfflineGate:
         return cls(
             document=doc,
             gate_id=gate_id,
-            keys=verifier.keys_from_jwks(doc["code_keys"]),
+            keys=keys_from_jwks(doc["code_keys"]),
             gate_keys={int(d): bytes.fromhex(k) for d, k in doc["gate_keys"].items()},
             revoked=frozenset(doc["revoked_code_ids"]),
             reservations=reservations,
@@ -111,17 +114,10 @@ class OfflineGate:
 
     @property
     def policy(self) -> pol.VenuePolicy:
-        p = self.document["policy"]
-        return pol.VenuePolicy(
-            allowed_statuses=frozenset(p["allowed_statuses"]),
-            reservation_required=p["reservation_required"],
-            anti_passback=p["anti_passback"],
-            reentry_allowed=p["reentry_allowed"],
-            min_age=p["min_age"],
-        )
+        return pol.VenuePolicy.from_json(self.document["policy"])
 
-    def _holder(self, result: verifier.Result) -> str | None:
-        alias = verifier.daily_pseudonym(result, self.gate_keys)
+    def _holder(self, result: Result) -> str | None:
+        alias = offline_pseudonym(result, self.gate_keys)
         if alias is None:
             return None
         return reservation_hash(bytes.fromhex(self.document["reservation_salt"]), alias)
@@ -130,7 +126,8 @@ class OfflineGate:
         self, code: str, direction: str, now: datetime, scan_id: str | None = None
     ) -> OfflineScan:
         """Decide one scan locally and queue it for POST /v1/gates/sync."""
-        result = verifier.verify(code, self.keys, self.revoked, now)
+        move = Direction(direction)
+        result = verify(code, self.keys, self.revoked, now)
         result = self.replay.present(result, self.gate_id, now)
         holder = self._holder(result) if result.valid else None
         early = timedelta(minutes=int(self.document["early_entry_minutes"]))
@@ -146,21 +143,21 @@ class OfflineGate:
             occupancy=self.occupancy,
             capacity=int(self.document["capacity"]),
         )
-        if direction == "out":
+        if move == Direction.OUT:
             decision = pol.decide_exit(facts)
         else:
             decision = pol.decide_entry(self.policy, facts, early)
         if decision.admitted and holder is not None:
-            if direction == "in" and holder not in self.inside:
+            if move == Direction.IN and holder not in self.inside:
                 self.inside.add(holder)
                 self.occupancy += 1
-            elif direction == "out":
+            elif move == Direction.OUT:
                 if holder in self.inside or self.occupancy > 0:
                     self.occupancy = max(0, self.occupancy - 1)
                 self.inside.discard(holder)
                 self.exited[holder] = now
         scan = OfflineScan(
-            scan_id or f"off-{uuid.uuid4().hex}", code, direction, now, decision.decision,
+            scan_id or f"off-{uuid.uuid4().hex}", code, move, now, decision.decision,
             decision.reason,
         )  # fmt: skip
         self.pending.append(scan)

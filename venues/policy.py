@@ -17,12 +17,14 @@ enforced again atomically by the service (the snapshot may be stale under concur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
-STATUSES = ("green", "yellow", "red")
-ADMIT, DENY = "admit", "deny"
+from venues.states import ScanDecision
+
+ADMIT, DENY = ScanDecision.ADMIT, ScanDecision.DENY
 OK = "ok"
 STATUS_NOT_ALLOWED = "status_not_allowed"
 UNDER_MIN_AGE = "under_min_age"
@@ -30,8 +32,6 @@ RESERVATION_REQUIRED = "reservation_required"
 ALREADY_INSIDE = "already_inside"
 REENTRY_NOT_ALLOWED = "reentry_not_allowed"
 VENUE_FULL = "venue_full"
-# Age groups a code may carry when no birth date is at hand (offline gates).
-AGE_GROUP_MIN_AGE = {"child": 0, "minor": 0, "adult": 18, "senior": 60}
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,27 @@ class VenuePolicy:
     anti_passback: bool = True
     reentry_allowed: bool = True
     min_age: int | None = None
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> VenuePolicy:
+        """A policy as a venue stores it or a bundle carries it; missing keys take defaults."""
+        return cls(
+            allowed_statuses=frozenset(raw.get("allowed_statuses", ["green"])),
+            reservation_required=bool(raw.get("reservation_required", False)),
+            anti_passback=bool(raw.get("anti_passback", True)),
+            reentry_allowed=bool(raw.get("reentry_allowed", True)),
+            min_age=raw.get("min_age"),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The policy as the API shows it and a bundle carries it (statuses sorted)."""
+        return {
+            "allowed_statuses": sorted(self.allowed_statuses),
+            "reservation_required": self.reservation_required,
+            "anti_passback": self.anti_passback,
+            "reentry_allowed": self.reentry_allowed,
+            "min_age": self.min_age,
+        }
 
 
 @dataclass(frozen=True)
@@ -67,7 +88,7 @@ class ScanFacts:
 
 @dataclass(frozen=True)
 class Decision:
-    decision: str
+    decision: ScanDecision
     reason: str
 
     @property

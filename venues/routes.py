@@ -12,12 +12,10 @@ from starlette.routing import Route
 from app.context import app_context
 from app.errors import IdempotencyKeyReused, NotFound
 from app.http import endpoint, json_response, read_json, read_query
-from auth import scopes as sc
-from auth.authz import require
-from auth.errors import IdentityRequired
-from codes import qr
-from codes.errors import PlaceCodeInvalid
-from venues import service
+from auth.api import IdentityRequired, require
+from auth.api import scopes as sc
+from codes.api import PlaceCodeInvalid, qr_png, qr_svg
+from venues import bookings, catalogue, checkins, gate, offline, visits
 from venues.errors import (
     AlreadyBooked,
     AnnulWindowPassed,
@@ -37,15 +35,13 @@ from venues.errors import (
     SlotNotFound,
     VenueNotFound,
 )
-from venues.models import Entry, Gate, Reservation, Slot, Venue
+from venues.offline_gate import OfflineScan
 from venues.schemas import (
     AnnulOut,
     BundleOut,
     CheckinIn,
     CheckinOut,
-    Display,
     EntriesQuery,
-    EntryOut,
     EntryPage,
     GateIn,
     GateOut,
@@ -53,7 +49,6 @@ from venues.schemas import (
     OccupancyOut,
     PlaceCodeOut,
     PlaceCodeQuery,
-    PolicyOut,
     ReservationIn,
     ReservationOut,
     ScanIn,
@@ -64,15 +59,22 @@ from venues.schemas import (
     SlotQuery,
     SyncIn,
     SyncOut,
-    SyncResult,
-    VenueBrief,
     VenueIn,
     VenueList,
     VenueOut,
     VenuePatch,
     VisitList,
-    VisitOut,
+    bundle_out,
+    checkin_out,
+    entry_out,
+    gate_out,
+    reservation_out,
+    slot_out,
+    sync_out,
+    venue_out,
+    visit_list,
 )
+from venues.states import Direction, GateDirection, ScanDecision
 
 TAGS = ["venues"]
 GATE_TAGS = ["gates"]
@@ -80,74 +82,6 @@ NO_STORE = {"Cache-Control": "no-store"}
 IMAGE_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
 # QR module size in pixels: a phone screen, or an A4 poster printed at 300 dpi.
 BOX_SIZES = {"screen": 8, "poster": 40}
-
-
-def venue_out(venue: Venue) -> VenueOut:
-    p = service.policy_of(venue)
-    return VenueOut(
-        id=venue.id,
-        name=venue.name,
-        kind=venue.kind,
-        district=venue.district,
-        address=venue.address,
-        opening_hours=venue.opening_hours,
-        capacity=venue.capacity,
-        occupancy=venue.occupancy,
-        policy=PolicyOut(
-            allowed_statuses=sorted(p.allowed_statuses),
-            reservation_required=p.reservation_required,
-            anti_passback=p.anti_passback,
-            reentry_allowed=p.reentry_allowed,
-            min_age=p.min_age,
-        ),
-        created_at=venue.created_at,
-        updated_at=venue.updated_at,
-    )
-
-
-def slot_out(slot: Slot) -> SlotOut:
-    return SlotOut(
-        id=slot.id,
-        venue_id=slot.venue_id,
-        starts_at=slot.starts_at,
-        ends_at=slot.ends_at,
-        capacity=slot.capacity,
-        walk_in=slot.walk_in,
-        booked=slot.booked,
-        available=max(0, slot.capacity - slot.walk_in - slot.booked),
-    )
-
-
-def reservation_out(reservation: Reservation, slot: Slot) -> ReservationOut:
-    return ReservationOut(
-        id=reservation.id,
-        slot_id=slot.id,
-        venue_id=slot.venue_id,
-        starts_at=slot.starts_at,
-        ends_at=slot.ends_at,
-        party_size=reservation.party_size,
-        status=reservation.status,
-        created_at=reservation.created_at,
-        cancelled_at=reservation.cancelled_at,
-    )
-
-
-def entry_out(entry: Entry) -> EntryOut:
-    display = (entry.response or {}).get("display") or {}
-    return EntryOut(
-        id=entry.id,
-        scan_id=entry.scan_id,
-        gate_id=entry.gate_id,
-        direction=entry.direction,
-        decision=entry.decision,
-        reason=entry.reason,
-        masked_name=display.get("masked_name"),
-        status=display.get("status"),
-        offline=entry.offline,
-        scanned_at=entry.scanned_at,
-        recorded_at=entry.recorded_at,
-        annulled_at=entry.annulled_at,
-    )
 
 
 # -- venues ---------------------------------------------------------------------------
@@ -162,9 +96,9 @@ def entry_out(entry: Entry) -> EntryOut:
     tags=TAGS,
 )
 async def post_venue(request: Request) -> Response:
-    body = await read_json(request, VenueIn)
     await require(request, sc.ADMIN)
-    venue = await service.create_venue(
+    body = await read_json(request, VenueIn)
+    venue = await catalogue.create_venue(
         app_context(request),
         name=body.name,
         kind=body.kind,
@@ -179,7 +113,7 @@ async def post_venue(request: Request) -> Response:
 
 @endpoint(summary="List venues", response=VenueList, tags=TAGS)
 async def get_venues(request: Request) -> Response:
-    venues = await service.list_venues(
+    venues = await catalogue.list_venues(
         kind=request.query_params.get("kind"), district=request.query_params.get("district")
     )
     return json_response(VenueList(items=[venue_out(v) for v in venues]))
@@ -187,7 +121,7 @@ async def get_venues(request: Request) -> Response:
 
 @endpoint(summary="One venue", response=VenueOut, errors=[VenueNotFound], tags=TAGS)
 async def get_venue(request: Request) -> Response:
-    return json_response(venue_out(await service.get_venue(request.path_params["venue_id"])))
+    return json_response(venue_out(await catalogue.get_venue(request.path_params["venue_id"])))
 
 
 @endpoint(
@@ -200,10 +134,10 @@ async def get_venue(request: Request) -> Response:
 )
 async def patch_venue(request: Request) -> Response:
     venue_id = request.path_params["venue_id"]
-    body = await read_json(request, VenuePatch)
     await require(request, [sc.VENUES_MANAGE, sc.ADMIN], tenant_id=venue_id)
+    body = await read_json(request, VenuePatch)
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    venue = await service.update_venue(app_context(request), venue_id, changes)
+    venue = await catalogue.update_venue(app_context(request), venue_id, changes)
     return json_response(venue_out(venue))
 
 
@@ -218,22 +152,16 @@ async def patch_venue(request: Request) -> Response:
 )
 async def post_gate(request: Request) -> Response:
     venue_id = request.path_params["venue_id"]
-    body = await read_json(request, GateIn)
     principal = await require(request, sc.VENUES_MANAGE, tenant_id=venue_id)
-    registered = await service.register_gate(
-        app_context(request), venue_id, name=body.name, direction=body.direction, actor=principal
+    body = await read_json(request, GateIn)
+    registered = await catalogue.register_gate(
+        app_context(request),
+        venue_id,
+        name=body.name,
+        direction=GateDirection(body.direction),
+        actor=principal,
     )
-    gate: Gate = registered.gate
-    out = GateOut(
-        id=gate.id,
-        venue_id=gate.venue_id,
-        name=gate.name,
-        direction=gate.direction,
-        client_id=gate.client_id,
-        client_secret=registered.client_secret,
-        scope=registered.scope,
-    )
-    return json_response(out, status=201, headers=NO_STORE)
+    return json_response(gate_out(registered), status=201, headers=NO_STORE)
 
 
 # -- slots and reservations -------------------------------------------------------------
@@ -250,9 +178,9 @@ async def post_gate(request: Request) -> Response:
 )
 async def post_slot(request: Request) -> Response:
     venue_id = request.path_params["venue_id"]
-    body = await read_json(request, SlotIn)
     await require(request, sc.VENUES_MANAGE, tenant_id=venue_id)
-    slot = await service.create_slot(
+    body = await read_json(request, SlotIn)
+    slot = await bookings.create_slot(
         app_context(request),
         venue_id,
         starts_at=body.starts_at,
@@ -273,7 +201,7 @@ async def post_slot(request: Request) -> Response:
 async def get_slots(request: Request) -> Response:
     query = read_query(request, SlotQuery)
     day = date.fromisoformat(query.day) if query.day else None
-    slots = await service.list_slots(app_context(request), request.path_params["venue_id"], day)
+    slots = await bookings.list_slots(app_context(request), request.path_params["venue_id"], day)
     return json_response(SlotList(items=[slot_out(s) for s in slots]))
 
 
@@ -297,9 +225,9 @@ async def get_slots(request: Request) -> Response:
     tags=TAGS,
 )
 async def post_reservation(request: Request) -> Response:
-    body = await read_json(request, ReservationIn)
     principal = await require(request, sc.RESIDENT)
-    booking = await service.book(app_context(request), principal, body.slot_id, body.dependents)
+    body = await read_json(request, ReservationIn)
+    booking = await bookings.book(app_context(request), principal, body.slot_id, body.dependents)
     return json_response(reservation_out(booking.reservation, booking.slot), status=201)
 
 
@@ -312,7 +240,7 @@ async def post_reservation(request: Request) -> Response:
 )
 async def delete_reservation(request: Request) -> Response:
     principal = await require(request, sc.RESIDENT)
-    booking = await service.cancel_reservation(
+    booking = await bookings.cancel_reservation(
         app_context(request), principal, request.path_params["reservation_id"]
     )
     return json_response(reservation_out(booking.reservation, booking.slot))
@@ -336,14 +264,12 @@ async def delete_reservation(request: Request) -> Response:
     tags=GATE_TAGS,
 )
 async def post_scan(request: Request) -> Response:
-    body = await read_json(request, ScanIn)
     principal = await require(request, sc.GATES_SCAN)
-    ctx = app_context(request)
-    gate = await service.gate_for(ctx, principal)
-    answer = await service.scan(
-        ctx,
-        gate,
-        service.ScanRequest(body.scan_id, body.code, body.direction, body.scanned_at),
+    body = await read_json(request, ScanIn)
+    answer = await gate.scan(
+        app_context(request),
+        principal,
+        gate.ScanRequest(body.scan_id, body.code, Direction(body.direction), body.scanned_at),
     )
     return json_response(answer, headers=NO_STORE)
 
@@ -357,9 +283,9 @@ async def post_scan(request: Request) -> Response:
 )
 async def post_annul(request: Request) -> Response:
     principal = await require(request, sc.GATES_SCAN)
-    ctx = app_context(request)
-    gate = await service.gate_for(ctx, principal)
-    entry, occupancy = await service.annul_scan(ctx, gate, request.path_params["scan_id"])
+    entry, occupancy = await gate.annul_scan(
+        app_context(request), principal, request.path_params["scan_id"]
+    )
     assert entry.annulled_at is not None
     return json_response(
         AnnulOut(scan_id=entry.scan_id, annulled_at=entry.annulled_at, occupancy=occupancy)
@@ -375,18 +301,14 @@ async def post_annul(request: Request) -> Response:
 )
 async def get_bundle(request: Request) -> Response:
     principal = await require(request, sc.GATES_SCAN)
-    ctx = app_context(request)
-    bundle = await service.offline_bundle(ctx, await service.gate_for(ctx, principal))
-    out = BundleOut(
-        bundle=bundle.token, kid=bundle.kid, expires_at=bundle.expires_at, document=bundle.document
-    )
-    return json_response(out, headers=NO_STORE)
+    bundle = await offline.offline_bundle(app_context(request), principal)
+    return json_response(bundle_out(bundle), headers=NO_STORE)
 
 
 @endpoint(summary="Public keys offline bundles are signed with (JWK Set)", response=JwksOut,
           tags=GATE_TAGS)  # fmt: skip
 async def get_bundle_keys(request: Request) -> Response:
-    return json_response(service.bundle_keys(app_context(request)))
+    return json_response(offline.bundle_keys(app_context(request)))
 
 
 @endpoint(
@@ -398,26 +320,21 @@ async def get_bundle_keys(request: Request) -> Response:
     tags=GATE_TAGS,
 )
 async def post_sync(request: Request) -> Response:
-    body = await read_json(request, SyncIn)
     principal = await require(request, sc.GATES_SCAN)
-    ctx = app_context(request)
-    gate = await service.gate_for(ctx, principal)
+    body = await read_json(request, SyncIn)
     scans = [
-        service.OfflineScan(s.scan_id, s.code, s.direction, s.scanned_at, s.decision, s.reason)
+        OfflineScan(
+            s.scan_id,
+            s.code,
+            Direction(s.direction),
+            s.scanned_at,
+            ScanDecision(s.decision),
+            s.reason,
+        )
         for s in body.scans
     ]
-    results, occupancy = await service.sync_offline(ctx, gate, scans)
-    items = [SyncResult(scan_id=r.scan_id, outcome=r.outcome, conflicts=r.conflicts)
-             for r in results]  # fmt: skip
-    return json_response(
-        SyncOut(
-            recorded=sum(r.outcome == "recorded" for r in results),
-            duplicates=sum(r.outcome == "duplicate" for r in results),
-            conflicts=[r for r in items if r.conflicts],
-            results=items,
-            occupancy=occupancy,
-        )
-    )
+    results, occupancy = await offline.sync_offline(app_context(request), principal, scans)
+    return json_response(sync_out(results, occupancy))
 
 
 # -- place codes, check-ins, occupancy, entries, visits -------------------------------------
@@ -433,16 +350,16 @@ async def post_sync(request: Request) -> Response:
 )
 async def get_place_code(request: Request) -> Response:
     query = read_query(request, PlaceCodeQuery)
-    venue = await service.get_venue(request.path_params["venue_id"])
+    venue = await catalogue.get_venue(request.path_params["venue_id"])
     shape: str | None = query.format
     if shape is None:
         accept = request.headers.get("accept", "")
         shape = next((n for n, m in IMAGE_TYPES.items() if m in accept), "json")
     box = BOX_SIZES[query.size]
     if shape == "png":
-        return Response(qr.png(venue.place_code, box), media_type="image/png")
+        return Response(qr_png(venue.place_code, box), media_type="image/png")
     if shape == "svg":
-        return Response(qr.svg(venue.place_code, box), media_type="image/svg+xml")
+        return Response(qr_svg(venue.place_code, box), media_type="image/svg+xml")
     return json_response(
         PlaceCodeOut(venue_id=venue.id, name=venue.name, place_code=venue.place_code)
     )
@@ -458,19 +375,12 @@ async def get_place_code(request: Request) -> Response:
     tags=TAGS,
 )
 async def post_checkin(request: Request) -> Response:
-    body = await read_json(request, CheckinIn)
     principal = await require(request, sc.RESIDENT)
-    done = await service.check_in(
+    body = await read_json(request, CheckinIn)
+    done = await checkins.check_in(
         app_context(request), principal, body.place_code, body.dependent_id
     )
-    venue = done.venue
-    out = CheckinOut(
-        visit_id=done.visit.id,
-        venue=VenueBrief(id=venue.id, name=venue.name, kind=venue.kind, address=venue.address),
-        display=Display(masked_name=done.masked_name, status=done.visit.status),
-        checked_in_at=done.visit.checked_in_at,
-    )
-    return json_response(out, status=201)
+    return json_response(checkin_out(done), status=201)
 
 
 @endpoint(
@@ -483,7 +393,7 @@ async def post_checkin(request: Request) -> Response:
 async def get_occupancy(request: Request) -> Response:
     venue_id = request.path_params["venue_id"]
     await require(request, sc.VENUES_MANAGE, tenant_id=venue_id)
-    venue = await service.get_venue(venue_id)
+    venue = await catalogue.get_venue(venue_id)
     out = OccupancyOut(
         venue_id=venue.id,
         occupancy=venue.occupancy,
@@ -503,9 +413,9 @@ async def get_occupancy(request: Request) -> Response:
 )
 async def get_entries(request: Request) -> Response:
     venue_id = request.path_params["venue_id"]
-    query = read_query(request, EntriesQuery)
     await require(request, sc.VENUES_MANAGE, tenant_id=venue_id)
-    rows, next_cursor = await service.list_entries(
+    query = read_query(request, EntriesQuery)
+    rows, next_cursor = await visits.list_entries(
         venue_id,
         gate_id=query.gate_id,
         since=query.since,
@@ -525,10 +435,7 @@ async def get_entries(request: Request) -> Response:
 )
 async def get_my_visits(request: Request) -> Response:
     principal = await require(request, sc.RESIDENT)
-    records = await service.my_visits(principal)
-    items = [VisitOut(kind=r.kind, venue_id=r.venue_id, venue_name=r.venue_name, at=r.at)
-             for r in records]  # fmt: skip
-    return json_response(VisitList(items=items))
+    return json_response(visit_list(await visits.my_visits(principal)))
 
 
 routes = [

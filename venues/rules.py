@@ -1,71 +1,15 @@
-"""Booking rules and every venues knob read from `settings.extra` (pure, no I/O).
+"""Booking rules: who may book, cancel, and when repeated no-shows suspend booking (pure).
 
-| knob (`SUISHEN_VENUES_*`)      | default | meaning                                             |
-|--------------------------------|---------|-----------------------------------------------------|
-| `MAX_PARTY`                    | 5       | people in one booking (the booker and dependents)   |
-| `BOOKING_OPENS_DAYS`           | 7       | booking opens this many days before a slot starts   |
-| `NO_SHOW_LIMIT`                | 3       | no-shows within the window that suspend booking     |
-| `NO_SHOW_WINDOW_DAYS`          | 30      | the window no-shows are counted in                  |
-| `SUSPENSION_DAYS`              | 30      | how long booking stays suspended                    |
-| `EARLY_ENTRY_MINUTES`          | 30      | a reservation admits from this long before its slot |
-| `SCAN_SKEW_SECONDS`            | 120     | largest accepted gap between `scanned_at` and now   |
-| `ANNUL_WINDOW_SECONDS`         | 60      | how long after an admit the gate may annul it       |
-| `RETENTION_DAYS`               | 28      | entries, scans and visits are purged after this     |
-| `BUNDLE_HOURS`                 | 24      | validity of an offline gate bundle                  |
-| `UTC_OFFSET_HOURS`             | 8       | the venues' local time (Shanghai) for "a day"       |
+The knobs they read are `venues.config.VenueRules`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
-from app.settings import int_knob
+from venues.config import VenueRules
 from venues.errors import BookingNotOpen, BookingSuspended, PartyTooLarge, SlotInPast
-
-
-@dataclass(frozen=True)
-class VenueRules:
-    max_party: int = 5
-    booking_opens_days: int = 7
-    no_show_limit: int = 3
-    no_show_window_days: int = 30
-    suspension_days: int = 30
-    early_entry_minutes: int = 30
-    scan_skew_seconds: int = 120
-    annul_window_seconds: int = 60
-    retention_days: int = 28
-    bundle_hours: int = 24
-    utc_offset_hours: int = 8
-
-    @classmethod
-    def from_extra(cls, extra: Mapping[str, str]) -> VenueRules:
-        """Read the `SUISHEN_VENUES_*` knobs; a malformed value is a start-up error."""
-        defaults = cls()
-        return cls(
-            **{
-                name: int_knob(extra, f"SUISHEN_VENUES_{name.upper()}", getattr(defaults, name))
-                for name in cls.__dataclass_fields__
-            }
-        )
-
-    @property
-    def tz(self) -> timezone:
-        return timezone(timedelta(hours=self.utc_offset_hours))
-
-    @property
-    def early_entry(self) -> timedelta:
-        return timedelta(minutes=self.early_entry_minutes)
-
-    def local_day(self, when: datetime) -> date:
-        """The venue-local calendar day of an instant ("one booking per day" counts these)."""
-        return when.astimezone(self.tz).date()
-
-    def day_bounds(self, day: date) -> tuple[datetime, datetime]:
-        """The UTC instants a local day starts and ends at."""
-        start = datetime(day.year, day.month, day.day, tzinfo=self.tz)
-        return start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
 
 
 def check_booking(

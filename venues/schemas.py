@@ -1,11 +1,20 @@
-"""Request and response shapes of the venues endpoints."""
+"""Request and response shapes of the venues endpoints, and the functions that build the
+responses from the domain's objects."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from venues.catalogue import RegisteredGate, policy_of
+from venues.checkins import CheckIn
+from venues.models import Entry, Reservation, Slot, Venue
+from venues.offline import SignedBundle, SyncedScan
+from venues.states import SyncOutcome
+from venues.visits import VisitRecord
 
 Status = Literal["green", "yellow", "red"]
 Direction = Literal["in", "out"]
@@ -289,3 +298,117 @@ class VisitOut(BaseModel):
 
 class VisitList(BaseModel):
     items: list[VisitOut]
+
+
+# -- building responses --------------------------------------------------------------------
+
+
+def venue_out(venue: Venue) -> VenueOut:
+    return VenueOut(
+        id=venue.id,
+        name=venue.name,
+        kind=venue.kind,
+        district=venue.district,
+        address=venue.address,
+        opening_hours=venue.opening_hours,
+        capacity=venue.capacity,
+        occupancy=venue.occupancy,
+        policy=PolicyOut(**policy_of(venue).as_json()),
+        created_at=venue.created_at,
+        updated_at=venue.updated_at,
+    )
+
+
+def gate_out(registered: RegisteredGate) -> GateOut:
+    gate = registered.gate
+    return GateOut(
+        id=gate.id,
+        venue_id=gate.venue_id,
+        name=gate.name,
+        direction=gate.direction,
+        client_id=gate.client_id,
+        client_secret=registered.client_secret,
+        scope=registered.scope,
+    )
+
+
+def slot_out(slot: Slot) -> SlotOut:
+    return SlotOut(
+        id=slot.id,
+        venue_id=slot.venue_id,
+        starts_at=slot.starts_at,
+        ends_at=slot.ends_at,
+        capacity=slot.capacity,
+        walk_in=slot.walk_in,
+        booked=slot.booked,
+        available=max(0, slot.capacity - slot.walk_in - slot.booked),
+    )
+
+
+def reservation_out(reservation: Reservation, slot: Slot) -> ReservationOut:
+    return ReservationOut(
+        id=reservation.id,
+        slot_id=slot.id,
+        venue_id=slot.venue_id,
+        starts_at=slot.starts_at,
+        ends_at=slot.ends_at,
+        party_size=reservation.party_size,
+        status=reservation.status,
+        created_at=reservation.created_at,
+        cancelled_at=reservation.cancelled_at,
+    )
+
+
+def entry_out(entry: Entry) -> EntryOut:
+    display = (entry.response or {}).get("display") or {}
+    return EntryOut(
+        id=entry.id,
+        scan_id=entry.scan_id,
+        gate_id=entry.gate_id,
+        direction=entry.direction,
+        decision=entry.decision,
+        reason=entry.reason,
+        masked_name=display.get("masked_name"),
+        status=display.get("status"),
+        offline=entry.offline,
+        scanned_at=entry.scanned_at,
+        recorded_at=entry.recorded_at,
+        annulled_at=entry.annulled_at,
+    )
+
+
+def bundle_out(bundle: SignedBundle) -> BundleOut:
+    return BundleOut(
+        bundle=bundle.token, kid=bundle.kid, expires_at=bundle.expires_at, document=bundle.document
+    )
+
+
+def sync_out(results: Sequence[SyncedScan], occupancy: int) -> SyncOut:
+    items = [SyncResult(scan_id=r.scan_id, outcome=r.outcome, conflicts=list(r.conflicts))
+             for r in results]  # fmt: skip
+    return SyncOut(
+        recorded=sum(r.outcome == SyncOutcome.RECORDED for r in results),
+        duplicates=sum(r.outcome == SyncOutcome.DUPLICATE for r in results),
+        conflicts=[r for r in items if r.conflicts],
+        results=items,
+        occupancy=occupancy,
+    )
+
+
+def checkin_out(done: CheckIn) -> CheckinOut:
+    venue = done.venue
+    return CheckinOut(
+        visit_id=done.visit.id,
+        venue=VenueBrief(id=venue.id, name=venue.name, kind=venue.kind, address=venue.address),
+        display=Display(masked_name=done.masked_name, status=done.visit.status),
+        checked_in_at=done.visit.checked_in_at,
+    )
+
+
+def visit_list(records: Sequence[VisitRecord]) -> VisitList:
+    return VisitList(
+        items=[
+            VisitOut(kind=r.kind, venue_id=r.venue_id, venue_name=r.venue_name, at=r.at)
+            for r in records
+        ]
+    )

@@ -10,19 +10,23 @@ from typing import Any
 
 from app.context import AppContext
 from app.domain import Command, Domain, Job
-from auth import service as auth_service
-from venues import service
+from auth.api import create_client
+from venues.bookings import create_slot
+from venues.catalogue import create_venue, register_gate
+from venues.config import VenuesRuntime
 from venues.routes import routes
+from venues.states import GateDirection
+from venues.tasks import count_no_shows, purge
 
 DEMO_SLOT_HOURS = range(9, 17)  # local opening hours of the demo venue, one slot per hour
 
 
 async def startup(ctx: AppContext) -> None:
-    ctx.extensions[service.NAME] = service.build_runtime(ctx)
+    ctx.provide(VenuesRuntime.build(ctx.settings))
 
 
 async def seed_demo(ctx: AppContext, existing: dict[str, Any]) -> dict[str, Any]:
-    venue = await service.create_venue(
+    venue = await create_venue(
         ctx,
         name="闵行区博物馆 (demo)",
         kind="museum",
@@ -33,28 +37,26 @@ async def seed_demo(ctx: AppContext, existing: dict[str, Any]) -> dict[str, Any]
         policy={"allowed_statuses": ["green"], "reservation_required": False,
                 "anti_passback": True, "reentry_allowed": True, "min_age": None},
     )  # fmt: skip
-    operator = await auth_service.create_client(ctx, "operator", venue.id, actor="seed-demo")
+    operator = await create_client(ctx, "operator", venue.id, actor="seed-demo")
     gates = []
-    for name, direction in (("East entrance", "in"), ("East exit", "out")):
-        gate = await service.register_gate(
-            ctx, venue.id, name=name, direction=direction, actor="seed-demo"
-        )
+    for name, direction in (("East entrance", GateDirection.IN), ("East exit", GateDirection.OUT)):
+        gate = await register_gate(ctx, venue.id, name=name, direction=direction, actor="seed-demo")
         gates.append(
             {
                 "id": gate.gate.id,
                 "name": name,
-                "direction": direction,
+                "direction": direction.value,
                 "client_id": gate.gate.client_id,
                 "client_secret": gate.client_secret,
             }
         )
-    rules = service.runtime(ctx).rules
+    rules = ctx.runtime(VenuesRuntime).rules
     day_start, _ = rules.day_bounds(rules.local_day(ctx.clock.now()))
     for hour in DEMO_SLOT_HOURS:
         starts = day_start + timedelta(hours=hour)
         if starts + timedelta(hours=1) <= ctx.clock.now():
             continue
-        await service.create_slot(
+        await create_slot(
             ctx, venue.id, starts_at=starts, ends_at=starts + timedelta(hours=1),
             capacity=50, walk_in=10,
         )  # fmt: skip
@@ -67,21 +69,13 @@ async def seed_demo(ctx: AppContext, existing: dict[str, Any]) -> dict[str, Any]
     }
 
 
-async def purge_job(ctx: AppContext) -> int:
-    return await service.purge(ctx)
-
-
-async def no_show_job(ctx: AppContext) -> int:
-    return await service.count_no_shows(ctx)
-
-
 def _purge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 async def _purge_command(ctx: AppContext, args: argparse.Namespace) -> int:
-    removed = await service.purge(ctx)
-    days = service.runtime(ctx).rules.retention_days
+    removed = await purge(ctx)
+    days = ctx.runtime(VenuesRuntime).rules.retention_days
     if args.json:
         print(json.dumps({"removed": removed, "retention_days": days}))
     else:
@@ -94,8 +88,8 @@ DOMAIN = Domain(
     routes=routes,
     startup=startup,
     jobs=[
-        Job("venues-no-shows", 60, no_show_job),
-        Job("venues-purge", 3600, purge_job),
+        Job("venues-no-shows", 60, count_no_shows),
+        Job("venues-purge", 3600, purge),
     ],
     seed_demo=seed_demo,
     commands=[

@@ -17,8 +17,8 @@ from app.context import AppContext
 from app.main import create_app
 from app.settings import Settings
 from tests.factories import resident
-from tests.venues.conftest import code_of, make_gate, make_venue, relogin, scan
-from venues import service
+from tests.venues.helpers import code_of, make_gate, make_venue, relogin, scan
+from venues import tasks
 from venues.models import DailyCount, Entry, Visit
 
 
@@ -89,15 +89,15 @@ async def test_purge_removes_old_records_and_keeps_daily_counts(
     await scan(client, gate, "SC1:junk")
     await client.post("/v1/checkins", json={"place_code": place}, headers=ivy.headers)
     clock.advance(days=27)
-    assert await service.purge(ctx) == 0, "nothing is older than 28 days yet"
+    assert await tasks.purge(ctx) == 0, "nothing is older than 28 days yet"
     ivy = await relogin(client, ctx, ivy)
     clock.advance(days=2)
-    assert await service.purge(ctx) >= 3
+    assert await tasks.purge(ctx) >= 3
     assert await Entry.filter(venue_id=venue.id).count() == 0
     assert await Visit.filter(venue_id=venue.id).count() == 0
     counts = await DailyCount.filter(venue_id=venue.id)
     assert [(c.admits, c.denies, c.exits, c.checkins) for c in counts] == [(1, 1, 0, 1)]
-    assert await service.purge(ctx) == 0
+    assert await tasks.purge(ctx) == 0
     assert (await DailyCount.filter(venue_id=venue.id).first()) is not None
 
 

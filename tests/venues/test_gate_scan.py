@@ -10,7 +10,7 @@ import httpx
 from app.clock import FrozenClock
 from app.context import AppContext
 from tests.factories import resident
-from tests.venues.conftest import (
+from tests.venues.helpers import (
     book,
     code_of,
     make_gate,

@@ -11,7 +11,7 @@ import pytest
 from app.clock import FrozenClock
 from app.context import AppContext
 from tests.factories import resident
-from tests.venues.conftest import Gate, book, code_of, make_gate, make_slot, make_venue, scan
+from tests.venues.helpers import Gate, book, code_of, make_gate, make_slot, make_venue, scan
 from venues.offline_gate import BundleInvalid, OfflineGate
 
 
@@ -120,8 +120,13 @@ async def test_sync_reports_conflicts_instead_of_dropping_them(
 async def test_sync_rejects_malformed_batches(client: httpx.AsyncClient, ctx: AppContext) -> None:
     venue = await make_venue(client, ctx)
     gate = await make_gate(client, venue)
-    for body in ({"scans": []}, {"scans": [{"scan_id": "a", "code": "x", "direction": "in"}]},
-                 {"scans": [{"scan_id": "a", "code": "x", "direction": "in", "decision": "admit",
-                             "scanned_at": "2026-01-01T00:00:00"}]}):  # fmt: skip
+    naive = {"scan_id": "a", "code": "x", "direction": "in", "decision": "admit",
+             "scanned_at": "2026-01-01T00:00:00"}  # fmt: skip
+    bodies: list[dict[str, Any]] = [
+        {"scans": []},
+        {"scans": [{"scan_id": "a", "code": "x", "direction": "in"}]},
+        {"scans": [naive]},
+    ]
+    for body in bodies:
         bad = await client.post("/v1/gates/sync", json=body, headers=gate.headers)
         assert bad.status_code == 422 and bad.json()["code"] == "validation_failed"

@@ -10,7 +10,7 @@ import httpx
 from app.clock import FrozenClock
 from app.context import AppContext
 from tests.factories import add_dependent, resident
-from tests.venues.conftest import (
+from tests.venues.helpers import (
     book,
     code_of,
     local_time,
@@ -21,9 +21,9 @@ from tests.venues.conftest import (
     scan,
     warm_kv,
 )
-from venues import service
+from venues import tasks
+from venues.config import VenueRules
 from venues.models import NoShow
-from venues.rules import VenueRules
 
 
 async def test_booking_takes_places_and_cancelling_gives_them_back(
@@ -129,8 +129,8 @@ async def test_three_no_shows_suspend_booking(
         erin = await relogin(client, ctx, erin)
         assert (await book(client, erin, slots[day]["id"])).status_code == 201
         clock.set(t0 + timedelta(days=day, hours=2, minutes=1))
-        assert await service.count_no_shows(ctx) == 1
-        assert await service.count_no_shows(ctx) == 0, "a slot is counted once"
+        assert await tasks.count_no_shows(ctx) == 1
+        assert await tasks.count_no_shows(ctx) == 0, "a slot is counted once"
     clock.set(t0 + timedelta(days=3))
     erin = await relogin(client, ctx, erin)
     refused = await book(client, erin, slots[3]["id"])
@@ -198,6 +198,6 @@ async def test_a_booking_used_at_a_venue_without_reservation_check_is_no_no_show
         assert (await book(client, person, slot["id"])).status_code == 201
     assert (await scan(client, gate, await code_of(client, came))).json()["decision"] == "admit"
     clock.advance(hours=1, minutes=11)
-    assert await service.count_no_shows(ctx) == 1
-    no_shows = await NoShow.all().values_list("subject_id", flat=True)
+    assert await tasks.count_no_shows(ctx) == 1
+    no_shows: list[str] = await NoShow.all().values_list("subject_id", flat=True)  # type: ignore[assignment]
     assert no_shows == [stayed_home.subject_id]

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from app.errors import Problem
-from venues.rules import VenueRules, check_booking, may_cancel, suspension_until
+from venues.config import VenueRules
+from venues.rules import check_booking, may_cancel, suspension_until
 
 NOW = datetime(2026, 5, 2, 10, 0, tzinfo=UTC)
 RULES = VenueRules()

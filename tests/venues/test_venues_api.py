@@ -6,7 +6,7 @@ import httpx
 
 from app.context import AppContext
 from tests.factories import machine, resident
-from tests.venues.conftest import make_gate, make_venue
+from tests.venues.helpers import make_gate, make_venue
 
 
 async def test_admin_creates_venue_with_default_policy(

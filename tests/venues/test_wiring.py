@@ -7,7 +7,7 @@ import httpx
 from app.context import AppContext
 from app.worker import run_job_once
 from tests.factories import resident
-from tests.venues.conftest import code_of
+from tests.venues.helpers import code_of
 from venues.wiring import DOMAIN
 
 

@@ -1,4 +1,4 @@
-"""Factories for venues tests: a venue made by an admin, its operator, registered gates,
+"""Helpers for venues tests: a venue made by an admin, its operator, registered gates,
 slots, residents' codes. Everything goes through the HTTP API like a real client."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import httpx
 
 from app.context import AppContext
 from tests.factories import Machine, Resident, machine
-from venues.rules import VenueRules
+from venues.config import VenueRules
 
 _SCAN_SEQ = itertools.count(1)
 

@@ -1,0 +1,111 @@
+"""The venues domain's states and the moves allowed between them, one table per machine (pure).
+
+    reservation   booked -> cancelled      (by the booker, until the slot starts)
+                  booked -> no_show        (the no-show job, after the slot ended unused)
+    entry         admitted -> annulled     (the gate, within the annul window, online entries)
+                  denied                   (final)
+
+Gates scan in one `Direction`; a gate is registered for one `GateDirection` (or both). The
+enum values are the strings stored in the models' CharFields and sent over HTTP.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import TypeVar
+
+
+class ReservationStatus(StrEnum):
+    BOOKED = "booked"
+    CANCELLED = "cancelled"
+    NO_SHOW = "no_show"
+
+
+class EntryState(StrEnum):
+    """Where one recorded scan stands (derived from `decision` and `annulled_at`)."""
+
+    ADMITTED = "admitted"
+    DENIED = "denied"
+    ANNULLED = "annulled"
+
+
+class ScanDecision(StrEnum):
+    ADMIT = "admit"
+    DENY = "deny"
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class GateDirection(StrEnum):
+    IN = "in"
+    OUT = "out"
+    BOTH = "both"
+
+    def allows(self, direction: str) -> bool:
+        """Whether a gate registered for this direction may scan `direction`."""
+        return self is GateDirection.BOTH or self.value == direction
+
+
+class SyncOutcome(StrEnum):
+    """What the server made of one scan a gate uploaded after deciding it offline."""
+
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+
+
+class SyncConflict(StrEnum):
+    """Why an uploaded offline scan is reported for a human to judge."""
+
+    CODE_ADMITTED_ELSEWHERE = "code_admitted_elsewhere"
+    CODE_REVOKED = "code_revoked"
+    CODE_INVALID = "code_invalid"
+    CAPACITY_OVERRUN = "capacity_overrun"
+    SCAN_ID_REUSED = "scan_id_reused"
+
+
+class VisitKind(StrEnum):
+    CHECKIN = "checkin"
+    ENTRY = "entry"
+
+
+RESERVATION_TRANSITIONS: dict[ReservationStatus, frozenset[ReservationStatus]] = {
+    ReservationStatus.BOOKED: frozenset({ReservationStatus.CANCELLED, ReservationStatus.NO_SHOW}),
+    ReservationStatus.CANCELLED: frozenset(),
+    ReservationStatus.NO_SHOW: frozenset(),
+}
+
+ENTRY_TRANSITIONS: dict[EntryState, frozenset[EntryState]] = {
+    EntryState.ADMITTED: frozenset({EntryState.ANNULLED}),
+    EntryState.DENIED: frozenset(),
+    EntryState.ANNULLED: frozenset(),
+}
+
+_MACHINES: dict[type[StrEnum], dict[StrEnum, frozenset[StrEnum]]] = {
+    ReservationStatus: RESERVATION_TRANSITIONS,  # type: ignore[dict-item]
+    EntryState: ENTRY_TRANSITIONS,  # type: ignore[dict-item]
+}
+
+S = TypeVar("S", ReservationStatus, EntryState)
+
+
+def can_move(current: S, target: S) -> bool:
+    """Whether the machine `current` belongs to allows the move to `target`."""
+    return target in _MACHINES[type(current)][current]
+
+
+def advance(current: S, target: S) -> S:
+    """`target`, when the move is allowed; a move the table forbids is a programming error."""
+    if not can_move(current, target):
+        raise ValueError(f"{type(current).__name__}: {current} -> {target} is not allowed")
+    return target
+
+
+def entry_state(decision: str, annulled_at: datetime | None) -> EntryState:
+    if annulled_at is not None:
+        return EntryState.ANNULLED
+    return EntryState.ADMITTED if decision == ScanDecision.ADMIT else EntryState.DENIED
