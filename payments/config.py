@@ -1,4 +1,5 @@
-"""The payments domain's knobs, read once from `settings.extra` (SUISHEN_* variables).
+"""The payments domain's configuration and runtime: its knobs, read once from `settings.extra`
+(SUISHEN_* variables), and the long-lived objects `wiring.startup` provides to the context.
 
 Every default is the one the issue and docs/payments.md name.
 """
@@ -9,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from app.settings import SettingsError, int_knob
+from app.settings import Settings, SettingsError, int_knob
 from payments.insurance import Scheme
+from payments.provider import PaymentProvider, create_provider
 
 
 @dataclass(frozen=True)
@@ -67,4 +69,22 @@ class PaymentsConfig:
             webhook_backoff=timedelta(seconds=num("WEBHOOK_BACKOFF_SECONDS", 10)),
             webhook_give_up_after=timedelta(hours=num("WEBHOOK_GIVE_UP_HOURS", 24)),
             scheme=scheme,
+        )
+
+
+@dataclass
+class PaymentsRuntime:
+    """The domain's config and payment provider, read with `ctx.runtime(PaymentsRuntime)`.
+
+    Not frozen: tests swap the provider or the config of a running app.
+    """
+
+    config: PaymentsConfig
+    provider: PaymentProvider
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PaymentsRuntime:
+        return cls(
+            config=PaymentsConfig.from_extra(settings.extra),
+            provider=create_provider(settings.payment_provider),
         )

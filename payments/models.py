@@ -11,6 +11,8 @@ from typing import Any
 from tortoise import fields
 from tortoise.models import Model
 
+from payments.states import AccountStatus, EncounterStatus, OutboxStatus
+
 
 class Hospital(Model):
     id = fields.CharField(primary_key=True, max_length=40)
@@ -41,7 +43,8 @@ class CreditAccount(Model):
     limit_fen = fields.BigIntField()
     # The provider's reference to the bound method (a token, never card data).
     payment_method = fields.CharField(max_length=64)
-    status = fields.CharField(max_length=16, default="active")  # active | suspended
+    # Defaults are the plain stored strings (`.value`), as the migrations recorded them.
+    status = fields.CharField(max_length=16, default=AccountStatus.ACTIVE.value)
     insured = fields.BooleanField(default=True)
     scheme = fields.CharField(max_length=32, default="outpatient")
     insurance_year = fields.IntField()
@@ -63,12 +66,12 @@ class Encounter(Model):
     )
     account_id: str
     department = fields.CharField(max_length=100)
-    status = fields.CharField(max_length=16, default="open", db_index=True)  # open | settled
+    status = fields.CharField(max_length=16, default=EncounterStatus.OPEN.value, db_index=True)
     hold_fen = fields.BigIntField()
     charged_fen = fields.BigIntField(default=0)  # net of refunds made before settlement
     opened_at = fields.DatetimeField(db_index=True)
     closed_at = fields.DatetimeField(null=True)
-    closed_by = fields.CharField(max_length=16, null=True)  # hospital | auto
+    closed_by = fields.CharField(max_length=16, null=True)  # ClosedBy
 
     class Meta:
         table = "payments_encounters"
@@ -111,10 +114,8 @@ class ChargeItem(Model):
 
 
 class Bill(Model):
-    """What a settlement produced. Status machine:
+    """What a settlement produced; `status` is a `BillStatus` (machine in payments/states.py).
 
-    collecting -> paid | payment_pending;  payment_pending -> collecting (retry, manual);
-    payment_pending -> overdue (after the due date);  overdue -> collecting (manual).
     `collecting` means a provider call under a recorded key is (or was) in flight; the
     worker resumes it with the same key, so a crash there never collects twice.
     """
@@ -133,7 +134,7 @@ class Bill(Model):
     refunded_self_pay_fen = fields.BigIntField(default=0)
     collected_fen = fields.BigIntField(default=0)
     paid_out_fen = fields.BigIntField(default=0)
-    status = fields.CharField(max_length=20, db_index=True)
+    status = fields.CharField(max_length=20, db_index=True)  # BillStatus
     retries = fields.IntField(default=0)  # scheduled retries made so far
     next_retry_at = fields.DatetimeField(null=True)
     due_at = fields.DatetimeField()
@@ -183,11 +184,11 @@ class Collection(Model):
         "payments.Bill", related_name="collections", on_delete=fields.RESTRICT
     )
     bill_id: str
-    kind = fields.CharField(max_length=16)  # collect | payout
-    trigger = fields.CharField(max_length=16)  # settlement | retry | manual | refund
+    kind = fields.CharField(max_length=16)  # CollectionKind
+    trigger = fields.CharField(max_length=16)  # CollectionTrigger
     amount_fen = fields.BigIntField()
     payment_method = fields.CharField(max_length=64)
-    status = fields.CharField(max_length=16, db_index=True)  # pending | succeeded | declined
+    status = fields.CharField(max_length=16, db_index=True)  # CollectionStatus
     reason = fields.CharField(max_length=64, null=True)
     created_at = fields.DatetimeField()
     resolved_at = fields.DatetimeField(null=True)
@@ -261,7 +262,7 @@ class OutboxEvent(Model):
     hospital_id = fields.CharField(max_length=40, db_index=True)
     type = fields.CharField(max_length=40)
     payload: dict[str, Any] = fields.JSONField()
-    status = fields.CharField(max_length=16, default="pending")  # pending|delivered|failed|skipped
+    status = fields.CharField(max_length=16, default=OutboxStatus.PENDING.value)
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField(db_index=True)
     created_at = fields.DatetimeField()

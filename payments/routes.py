@@ -10,10 +10,18 @@ from app.context import app_context
 from app.errors import IdempotencyKeyReused, NotFound, RequestInProgress
 from app.http import endpoint, json_response, read_json, read_query
 from app.idempotency import IdempotencyKeyRequired, StoredResponse, idempotent_json
-from auth import scopes
-from auth import service as auth_service
-from auth.authz import require
-from payments import errors, service, statements, webhooks
+from auth.api import require, scopes
+from payments import (
+    collection,
+    credit,
+    encounters,
+    errors,
+    hospitals,
+    refunds,
+    settlement,
+    statements,
+    webhooks,
+)
 from payments.models import Bill, Encounter, Refund
 from payments.schemas import (
     BillLineOut,
@@ -45,12 +53,6 @@ IDEMPOTENCY = {"Idempotency-Key": "makes retries safe: same key + same body repl
 IDEMPOTENT_ERRORS = [IdempotencyKeyReused, RequestInProgress]
 
 
-def _hospital_id(tenant_id: str | None) -> str:
-    if tenant_id is None:
-        raise NotFound("this client is not bound to a hospital")
-    return tenant_id
-
-
 # -- serialization --------------------------------------------------------------------------
 
 
@@ -76,7 +78,7 @@ def bill_out(bill: Bill, lines: list[BillLineOut] | None = None) -> BillOut:
     )
 
 
-def bill_view_out(view: service.BillView) -> BillOut:
+def bill_view_out(view: collection.BillView) -> BillOut:
     lines = [
         BillLineOut(
             charge_id=line.hospital_charge_id,
@@ -116,7 +118,7 @@ def settlement_out(bill: Bill) -> SettlementOut:
         total_fen=bill.total_fen,
         insurance_fen=bill.insurance_fen,
         self_pay_fen=bill.self_pay_fen,
-        status=service.settlement_status(bill),
+        status=settlement.settlement_status(bill),
     )
 
 
@@ -147,8 +149,8 @@ async def create_hospital(request: Request) -> Response:
     ctx = app_context(request)
     principal = await require(request, scopes.ADMIN)
     body = await read_json(request, HospitalIn)
-    hospital = await service.create_hospital(ctx, body.name)
-    creds = await auth_service.create_client(ctx, "hospital", hospital.id, actor=principal)
+    registered = await hospitals.create_hospital(ctx, body.name, actor=principal)
+    creds, hospital = registered.credentials, registered.hospital
     client = ClientCredentialsOut(
         client_id=creds.client_id, client_secret=creds.client_secret, scope=creds.scope
     )
@@ -166,7 +168,7 @@ async def set_webhook(request: Request) -> Response:
     principal = await require(request, scopes.ENCOUNTERS_WRITE)
     body = await read_json(request, WebhookIn)
     endpoint_row, secret = await webhooks.set_endpoint(
-        ctx, _hospital_id(principal.tenant_id), str(body.url), rotate_secret=body.rotate_secret
+        ctx, principal, str(body.url), rotate_secret=body.rotate_secret
     )
     return json_response(
         WebhookOut(url=endpoint_row.url, secret=secret, secret_version=endpoint_row.secret_version)
@@ -183,7 +185,7 @@ async def set_webhook(request: Request) -> Response:
 async def statement(request: Request) -> Response:
     principal = await require(request, scopes.ENCOUNTERS_WRITE)
     query = read_query(request, StatementQuery)
-    found = await statements.daily_statement(_hospital_id(principal.tenant_id), query.date)
+    found = await statements.daily_statement(principal, query.date)
     wants_csv = query.format == "csv" or (
         query.format is None and "text/csv" in request.headers.get("accept", "")
     )
@@ -207,19 +209,18 @@ async def enroll(request: Request) -> Response:
     ctx = app_context(request)
     principal = await require(request, scopes.RESIDENT)
     body = await read_json(request, EnrollIn)
-    subject_id = await auth_service.subject_for_request(principal, None)
     insurance = body.insurance
-    await service.enroll(
+    summary = await credit.enroll(
         ctx,
-        subject_id,
+        principal,
         body.payment_method,
         insured=insurance.insured if insurance else True,
         deductible_met_fen=insurance.deductible_met_fen if insurance else 0,
     )
-    return json_response(credit_out(await service.credit_summary(subject_id)), 201)
+    return json_response(credit_out(summary), 201)
 
 
-def credit_out(summary: service.CreditSummary) -> CreditOut:
+def credit_out(summary: credit.CreditSummary) -> CreditOut:
     account = summary.account
     return CreditOut(
         account_id=account.id,
@@ -253,8 +254,7 @@ def credit_out(summary: service.CreditSummary) -> CreditOut:
 )
 async def credit_me(request: Request) -> Response:
     principal = await require(request, scopes.RESIDENT)
-    subject_id = await auth_service.subject_for_request(principal, None)
-    return json_response(credit_out(await service.credit_summary(subject_id)))
+    return json_response(credit_out(await credit.credit_summary(principal)))
 
 
 # -- encounters -----------------------------------------------------------------------------
@@ -280,12 +280,8 @@ async def open_encounter(request: Request) -> Response:
     body = await read_json(request, EncounterIn)
 
     async def action() -> StoredResponse:
-        opened = await service.open_encounter(
-            ctx,
-            hospital_id=_hospital_id(principal.tenant_id),
-            verifier_id=principal.id,
-            code=body.code,
-            department=body.department,
+        opened = await encounters.open_encounter(
+            ctx, principal, code=body.code, department=body.department
         )
         patient = PatientOut(masked_name=opened.masked_name, age_group=opened.age_group)
         out = encounter_out(opened.encounter, patient)
@@ -302,9 +298,7 @@ async def open_encounter(request: Request) -> Response:
 )
 async def get_encounter(request: Request) -> Response:
     principal = await require(request, scopes.ENCOUNTERS_WRITE)
-    encounter = await service.get_encounter(
-        _hospital_id(principal.tenant_id), request.path_params["encounter_id"]
-    )
+    encounter = await encounters.get_encounter(principal, request.path_params["encounter_id"])
     return json_response(encounter_out(encounter))
 
 
@@ -328,12 +322,12 @@ async def post_charge(request: Request) -> Response:
     body = await read_json(request, ChargeIn)
 
     async def action() -> StoredResponse:
-        result = await service.post_charge(
+        result = await encounters.post_charge(
             ctx,
-            hospital_id=_hospital_id(principal.tenant_id),
+            principal,
             encounter_id=request.path_params["encounter_id"],
             charge_id=body.charge_id,
-            items=[service.ItemInput(**item.model_dump()) for item in body.items],
+            items=[encounters.ItemInput(**item.model_dump()) for item in body.items],
         )
         out = ChargeOut(
             charge_id=result.charge.charge_id,
@@ -361,11 +355,7 @@ async def close_encounter(request: Request) -> Response:
     principal = await require(request, scopes.ENCOUNTERS_WRITE)
 
     async def action() -> StoredResponse:
-        bill = await service.close_encounter(
-            ctx,
-            hospital_id=_hospital_id(principal.tenant_id),
-            encounter_id=request.path_params["encounter_id"],
-        )
+        bill = await settlement.close_encounter(ctx, principal, request.path_params["encounter_id"])
         return StoredResponse(200, settlement_out(bill).model_dump(mode="json"))
 
     return await idempotent_json(request, ctx, owner=principal.id, action=action)
@@ -391,9 +381,9 @@ async def refund(request: Request) -> Response:
     body = await read_json(request, RefundIn)
 
     async def action() -> StoredResponse:
-        result = await service.refund_charge(
+        result = await refunds.refund_charge(
             ctx,
-            hospital_id=_hospital_id(principal.tenant_id),
+            principal,
             encounter_id=request.path_params["encounter_id"],
             refund_id=body.refund_id,
             charge_id=body.charge_id,
@@ -411,8 +401,7 @@ async def refund(request: Request) -> Response:
 @endpoint(summary="The resident's bills with lines", response=BillList, auth=scopes.RESIDENT)
 async def list_bills(request: Request) -> Response:
     principal = await require(request, scopes.RESIDENT)
-    subject_id = await auth_service.subject_for_request(principal, None)
-    views = await service.list_bills(subject_id)
+    views = await collection.list_bills(principal)
     return json_response(BillList(bills=[bill_view_out(v) for v in views]))
 
 
@@ -424,8 +413,7 @@ async def list_bills(request: Request) -> Response:
 )
 async def get_bill(request: Request) -> Response:
     principal = await require(request, scopes.RESIDENT)
-    subject_id = await auth_service.subject_for_request(principal, None)
-    view = await service.bill_view(subject_id, request.path_params["bill_id"])
+    view = await collection.bill_view(principal, request.path_params["bill_id"])
     return json_response(bill_view_out(view))
 
 
@@ -446,12 +434,8 @@ async def pay_bill(request: Request) -> Response:
     ctx = app_context(request)
     principal = await require(request, scopes.RESIDENT)
     body = await read_json(request, PayIn) if await request.body() else PayIn()
-    subject_id = await auth_service.subject_for_request(principal, None)
-    view = await service.pay_bill(
-        ctx,
-        subject_id=subject_id,
-        bill_id=request.path_params["bill_id"],
-        payment_method=body.payment_method,
+    view = await collection.pay_bill(
+        ctx, principal, request.path_params["bill_id"], payment_method=body.payment_method
     )
     return json_response(bill_view_out(view))
 

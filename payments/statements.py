@@ -12,8 +12,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import cast
 
+from auth.api import Principal
 from payments import ledger
+from payments.hospitals import hospital_of
 from payments.models import Bill, Charge, Collection, Encounter, LedgerEntry, Refund
+from payments.states import UNPAID_BILLS, CollectionKind, CollectionStatus
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,9 @@ def _totals(rows: list[tuple[int, int, int]]) -> Totals:
     )
 
 
-async def daily_statement(hospital_id: str, day: date) -> Statement:
+async def daily_statement(principal: Principal, day: date) -> Statement:
+    """The statement of the client's hospital for one UTC day."""
+    hospital_id = hospital_of(principal)
     start, end = day_bounds(day)
     span = {"created_at__gte": start, "created_at__lt": end}
     opened = await Encounter.filter(
@@ -83,13 +88,11 @@ async def daily_statement(hospital_id: str, day: date) -> Statement:
     )
     moved = await Collection.filter(
         bill__hospital_id=hospital_id,
-        status="succeeded",
+        status=CollectionStatus.SUCCEEDED,
         resolved_at__gte=start,
         resolved_at__lt=end,
     ).values_list("kind", "amount_fen")
-    unpaid = await Bill.filter(
-        hospital_id=hospital_id, status__in=("collecting", "payment_pending", "overdue"), **span
-    )
+    unpaid = await Bill.filter(hospital_id=hospital_id, status__in=UNPAID_BILLS, **span)
     entries = await LedgerEntry.filter(
         transfer__hospital_id=hospital_id,
         transfer__created_at__gte=start,
@@ -107,8 +110,8 @@ async def daily_statement(hospital_id: str, day: date) -> Statement:
         settlements=_totals([(int(a), int(b), int(c)) for a, b, c in bills]),
         refunds_before_settlement=_totals([(a, i, s) for a, i, s, after in refunds if not after]),
         refunds_after_settlement=_totals([(a, i, s) for a, i, s, after in refunds if after]),
-        collected_fen=sum(a for k, a in moved if k == "collect"),
-        paid_out_fen=sum(a for k, a in moved if k == "payout"),
+        collected_fen=sum(a for k, a in moved if k == CollectionKind.COLLECT),
+        paid_out_fen=sum(a for k, a in moved if k == CollectionKind.PAYOUT),
         outstanding_fen=sum(b.outstanding_fen for b in unpaid),
         ledger=LedgerTotals(
             hospital_fen=by_kind.get("hospital", 0),

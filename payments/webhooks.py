@@ -16,8 +16,11 @@ import httpx
 
 from app.context import AppContext
 from app.errors import ValidationFailed
+from auth.api import Principal
+from payments.config import PaymentsRuntime
+from payments.hospitals import hospital_of
 from payments.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from payments.service import runtime
+from payments.states import OUTBOX, OutboxStatus
 
 SIGNATURE_HEADER = "Suishen-Signature"
 # Claim an event for this long while delivering, so a second worker process skips it.
@@ -38,8 +41,10 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
 
 async def set_endpoint(
-    ctx: AppContext, hospital_id: str, url: str, *, rotate_secret: bool
+    ctx: AppContext, principal: Principal, url: str, *, rotate_secret: bool
 ) -> tuple[WebhookEndpoint, str]:
+    """Set the client's hospital's webhook URL; returns the endpoint and its signing secret."""
+    hospital_id = hospital_of(principal)
     # Signed bodies still leak their content over plain HTTP: production takes HTTPS only.
     if ctx.settings.is_production and not url.lower().startswith("https://"):
         raise ValidationFailed(
@@ -68,7 +73,7 @@ async def deliver_due(ctx: AppContext, *, limit: int = 100) -> int:
     """Deliver every due event once; returns how many were attempted."""
     now = ctx.clock.now()
     due = (
-        await OutboxEvent.filter(status="pending", next_attempt_at__lte=now)
+        await OutboxEvent.filter(status=OutboxStatus.PENDING, next_attempt_at__lte=now)
         .order_by("next_attempt_at")
         .limit(limit)
     )
@@ -79,17 +84,18 @@ async def deliver_due(ctx: AppContext, *, limit: int = 100) -> int:
         for e in await WebhookEndpoint.filter(hospital_id__in={d.hospital_id for d in due})
     }
     attempted = 0
-    timeout = runtime(ctx).config.webhook_timeout_s
+    timeout = ctx.runtime(PaymentsRuntime).config.webhook_timeout_s
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
         for event in due:
             claimed = await OutboxEvent.filter(
-                id=event.id, status="pending", next_attempt_at=event.next_attempt_at
+                id=event.id, status=OutboxStatus.PENDING, next_attempt_at=event.next_attempt_at
             ).update(next_attempt_at=now + CLAIM)
             if not claimed:
                 continue
             endpoint = endpoints.get(event.hospital_id)
             if endpoint is None:
-                await OutboxEvent.filter(id=event.id).update(status="skipped")
+                skipped = OUTBOX.advance(event.status, OutboxStatus.SKIPPED)
+                await OutboxEvent.filter(id=event.id).update(status=skipped)
                 continue
             attempted += 1
             await _attempt(ctx, http, event, endpoint, now)
@@ -103,7 +109,7 @@ async def _attempt(
     endpoint: WebhookEndpoint,
     now: datetime,
 ) -> None:
-    config = runtime(ctx).config
+    config = ctx.runtime(PaymentsRuntime).config
     body = json.dumps(event.payload, ensure_ascii=False, separators=(",", ":")).encode()
     secret = signing_secret(ctx, event.hospital_id, endpoint.secret_version)
     headers = {
@@ -134,12 +140,14 @@ async def _attempt(
         created_at=now,
     )
     if error is None:
+        delivered = OUTBOX.advance(event.status, OutboxStatus.DELIVERED)
         await OutboxEvent.filter(id=event.id).update(
-            status="delivered", attempts=attempts, delivered_at=now
+            status=delivered, attempts=attempts, delivered_at=now
         )
         return
     retry_at = now + backoff(attempts, config.webhook_backoff)
     give_up = retry_at > event.created_at + config.webhook_give_up_after
+    after = OUTBOX.advance(event.status, OutboxStatus.FAILED if give_up else OutboxStatus.PENDING)
     await OutboxEvent.filter(id=event.id).update(
-        status="failed" if give_up else "pending", attempts=attempts, next_attempt_at=retry_at
+        status=after, attempts=attempts, next_attempt_at=retry_at
     )

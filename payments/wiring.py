@@ -1,4 +1,4 @@
-"""How the payments domain plugs into the application: routes, provider, jobs, demo hospital."""
+"""How the payments domain plugs into the application: routes, runtime, jobs, demo hospital."""
 
 from __future__ import annotations
 
@@ -6,30 +6,21 @@ from typing import Any
 
 from app.context import AppContext
 from app.domain import Domain, Job
-from payments import service, webhooks
-from payments.config import PaymentsConfig
-from payments.provider import create_provider
+from payments import tasks
+from payments.config import PaymentsRuntime
+from payments.hospitals import create_hospital
 from payments.routes import routes
 
 
 async def startup(ctx: AppContext) -> None:
-    ctx.extensions["payments"] = service.PaymentsRuntime(
-        config=PaymentsConfig.from_extra(ctx.settings.extra),
-        provider=create_provider(ctx.settings.payment_provider),
-    )
+    ctx.provide(PaymentsRuntime.from_settings(ctx.settings))
 
 
 async def seed_demo(ctx: AppContext, credentials: dict[str, Any]) -> dict[str, Any]:
-    from auth import service as auth_service
-
-    hospital = await service.create_hospital(ctx, "闵行区中心医院 (demo)")
-    creds = await auth_service.create_client(ctx, "hospital", hospital.id, actor="seed-demo")
+    registered = await create_hospital(ctx, "闵行区中心医院 (demo)", actor="seed-demo")
+    creds = registered.credentials
     client = {"client_id": creds.client_id, "client_secret": creds.client_secret}
-    return {"hospital": {"id": hospital.id, "client": client}}
-
-
-async def _deliver_webhooks(ctx: AppContext) -> int:
-    return await webhooks.deliver_due(ctx)
+    return {"hospital": {"id": registered.hospital.id, "client": client}}
 
 
 DOMAIN = Domain(
@@ -37,9 +28,9 @@ DOMAIN = Domain(
     routes=routes,
     startup=startup,
     jobs=[
-        Job("payments-auto-close", 60, service.auto_close_stale),
-        Job("payments-collections", 30, service.run_collections),
-        Job("payments-webhooks", 5, _deliver_webhooks),
+        Job("payments-auto-close", 60, tasks.auto_close_stale),
+        Job("payments-collections", 30, tasks.run_collections),
+        Job("payments-webhooks", 5, tasks.deliver_webhooks),
     ],
     seed_demo=seed_demo,
 )

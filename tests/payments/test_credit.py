@@ -6,7 +6,7 @@ import httpx
 
 from app.context import AppContext
 from tests.factories import machine, resident
-from tests.payments.conftest import hospital, patient
+from tests.payments.helpers import hospital, patient
 
 
 async def test_admin_creates_a_hospital_whose_client_can_get_a_token(

@@ -9,9 +9,9 @@ import httpx
 
 from app.clock import FrozenClock
 from app.context import AppContext
-from payments import service
+from payments import tasks
 from tests.factories import resident
-from tests.payments.conftest import (
+from tests.payments.helpers import (
     charge,
     close,
     code_of,
@@ -171,9 +171,9 @@ async def test_encounters_left_open_past_a_day_are_closed_automatically(
     encounter = await open_encounter(client, where, person)
     await charge(client, where, encounter["id"], [item(10_000)])
     clock.advance(timedelta(hours=23))
-    assert await service.auto_close_stale(ctx) == 0
+    assert await tasks.auto_close_stale(ctx) == 0
     clock.advance(timedelta(hours=1, seconds=1))
-    assert await service.auto_close_stale(ctx) == 1
+    assert await tasks.auto_close_stale(ctx) == 1
     where = await refreshed(client, where)
     got = (await client.get(f"/v1/encounters/{encounter['id']}", headers=where.headers)).json()
     assert got["status"] == "settled"

@@ -10,9 +10,10 @@ import httpx
 
 from app.clock import FrozenClock
 from app.context import AppContext
-from payments import service
+from payments import tasks
 from payments.models import Bill, Collection, LedgerTransfer, SandboxOperation
-from tests.payments.conftest import (
+from tests.payments.helpers import (
+    CrashingProvider,
     charge,
     check_books,
     close,
@@ -31,10 +32,11 @@ async def test_crash_after_booking_is_finished_by_the_worker_without_double_coll
     person = await patient(client, ctx)
     encounter = await open_encounter(client, where, person)
     await charge(client, where, encounter["id"], [item(20_000, "C")])
-    payments_runtime(ctx).faults.add("crash_after_booking")
+    rt = payments_runtime(ctx)
+    provider, rt.provider = rt.provider, CrashingProvider(rt.provider)
     crashed = await close(client, where, encounter["id"], idem="close-crash")
     assert crashed.status_code == 500
-    payments_runtime(ctx).faults.clear()
+    rt.provider = provider
     bill = await Bill.get(encounter_id=encounter["id"])
     assert bill.status == "collecting"
     assert await LedgerTransfer.filter(kind="settlement").count() == 1
@@ -47,10 +49,10 @@ async def test_crash_after_booking_is_finished_by_the_worker_without_double_coll
     assert retried.json()["status"] == "payment_pending"
     assert await Bill.filter(encounter_id=encounter["id"]).count() == 1
     # Not yet: a collection this fresh may still be in flight in another process.
-    assert await service.resume_collections(ctx) == 0
+    assert await tasks.resume_collections(ctx) == 0
     clock.advance(timedelta(minutes=2))
-    assert await service.resume_collections(ctx) == 1
-    assert await service.resume_collections(ctx) == 0
+    assert await tasks.resume_collections(ctx) == 1
+    assert await tasks.resume_collections(ctx) == 0
     bill = await Bill.get(id=bill.id)
     assert bill.status == "paid" and bill.collected_fen == 20_000
     assert await SandboxOperation.filter(kind="collect").count() == 1
@@ -91,7 +93,7 @@ async def test_unanswered_provider_leaves_the_collection_for_the_worker(
     in_flight = await client.post(f"/v1/bills/{bill.id}/pay", json={}, headers=person.headers)
     assert in_flight.status_code == 409 and in_flight.json()["code"] == "payment_in_progress"
     clock.advance(timedelta(minutes=5))
-    await service.run_collections(ctx)
+    await tasks.run_collections(ctx)
     bill = await Bill.get(id=bill.id)
     assert bill.status == "paid" and bill.collected_fen == 5_000
     [operation] = await SandboxOperation.all()

@@ -10,10 +10,10 @@ import httpx
 
 from app.clock import FrozenClock
 from app.context import AppContext
-from payments import service
+from payments import tasks
 from payments.models import Collection, LedgerEntry, LedgerTransfer
 from tests.factories import Resident
-from tests.payments.conftest import (
+from tests.payments.helpers import (
     Hospital,
     charge,
     check_books,
@@ -72,11 +72,11 @@ async def test_books_balance_after_a_random_concurrent_workload(
     # The worker's retries and resumptions, run twice over: nothing may post twice.
     for _ in range(3):
         clock.advance(timedelta(hours=7))
-        await asyncio.gather(service.run_collections(ctx), service.run_collections(ctx))
+        await asyncio.gather(tasks.run_collections(ctx), tasks.run_collections(ctx))
     await check_books()
     transfers = await LedgerTransfer.all().count()
     entries = await LedgerEntry.all().count()
-    await service.run_collections(ctx)
+    await tasks.run_collections(ctx)
     assert (await LedgerTransfer.all().count(), await LedgerEntry.all().count()) == (
         transfers,
         entries,

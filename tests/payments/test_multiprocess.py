@@ -12,7 +12,7 @@ import pytest
 from app.context import AppContext
 from payments.models import Bill, LedgerTransfer, SandboxOperation
 from tests.conftest import ServerProcess
-from tests.payments.conftest import check_books, hospital, item, open_encounter, patient
+from tests.payments.helpers import check_books, hospital, item, open_encounter, patient
 
 
 @pytest.mark.real_only

@@ -8,7 +8,7 @@ import httpx
 
 from app.context import AppContext
 from payments.models import Bill, SandboxOperation
-from tests.payments.conftest import (
+from tests.payments.helpers import (
     charge,
     check_books,
     close,

@@ -9,9 +9,9 @@ import httpx
 
 from app.clock import FrozenClock
 from app.context import AppContext
-from payments import service
+from payments import tasks
 from payments.models import Bill, LedgerTransfer, OutboxEvent, SandboxOperation
-from tests.payments.conftest import (
+from tests.payments.helpers import (
     charge,
     check_books,
     close,
@@ -84,14 +84,14 @@ async def test_declined_collection_leaves_payment_pending_and_is_retried_on_sche
     attempts = []
     for hours in (1, 6, 24):
         clock.advance(timedelta(hours=hours, seconds=1))
-        assert await service.retry_collections(ctx) == 1
+        assert await tasks.retry_collections(ctx) == 1
         bill = await Bill.get(id=settled["bill_id"])
         attempts.append(bill.retries)
         assert bill.status == "payment_pending"
     assert attempts == [1, 2, 3]
     assert bill.next_retry_at is None  # the schedule is used up; the resident pays by hand
     clock.advance(timedelta(days=2))
-    assert await service.retry_collections(ctx) == 0
+    assert await tasks.retry_collections(ctx) == 0
     person = await relogged(client, ctx, person)
     declined = await client.post(f"/v1/bills/{bill.id}/pay", json={}, headers=person.headers)
     assert declined.status_code == 402
@@ -115,10 +115,10 @@ async def test_bill_unpaid_for_fifteen_days_becomes_overdue_and_suspends_credit(
     await charge(client, where, encounter["id"], [item(8_000, "C")])
     bill_id = (await close(client, where, encounter["id"])).json()["bill_id"]
     clock.advance(timedelta(days=14))
-    await service.run_collections(ctx)
+    await tasks.run_collections(ctx)
     assert (await Bill.get(id=bill_id)).status == "payment_pending"
     clock.advance(timedelta(days=1, seconds=1))
-    await service.run_collections(ctx)
+    await tasks.run_collections(ctx)
     assert (await Bill.get(id=bill_id)).status == "overdue"
     person = await relogged(client, ctx, person)
     where = await refreshed(client, where)

@@ -12,7 +12,7 @@ from app.clock import FrozenClock
 from app.context import AppContext
 from payments import ledger
 from payments.models import LedgerEntry
-from tests.payments.conftest import (
+from tests.payments.helpers import (
     charge,
     check_books,
     close,

@@ -8,16 +8,17 @@ import pytest
 
 from app.context import AppContext
 from app.errors import ValidationFailed
+from auth.api import Principal
 from payments import webhooks
+
+HIS = Principal(kind="hospital", id="cli_x", scopes=frozenset(), tenant_id="hosp_x")
 
 
 async def test_production_refuses_plain_http_webhooks(ctx: AppContext) -> None:
     production = dataclasses.replace(ctx, settings=ctx.settings.with_(app_env="production"))
     with pytest.raises(ValidationFailed):
-        await webhooks.set_endpoint(
-            production, "hosp_x", "http://his.example/h", rotate_secret=False
-        )
+        await webhooks.set_endpoint(production, HIS, "http://his.example/h", rotate_secret=False)
     endpoint, secret = await webhooks.set_endpoint(
-        production, "hosp_x", "https://his.example/h", rotate_secret=False
+        production, HIS, "https://his.example/h", rotate_secret=False
     )
     assert endpoint.url == "https://his.example/h" and secret.startswith("whsec_")

@@ -19,7 +19,7 @@ from app.clock import FrozenClock
 from app.context import AppContext
 from payments import webhooks
 from payments.models import OutboxEvent, WebhookDelivery
-from tests.payments.conftest import (
+from tests.payments.helpers import (
     Hospital,
     charge,
     close,

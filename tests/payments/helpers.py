@@ -1,5 +1,6 @@
-"""Factories of the payments tests: hospitals with their client, enrolled patients, codes,
-encounters and charges, all built through the HTTP API."""
+"""Helpers of the payments tests: factories for hospitals with their client, enrolled
+patients, codes, encounters and charges (all built through the HTTP API), the books check,
+and a provider that crashes on purpose."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import dataclasses
 import itertools
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
+from tortoise.functions import Sum
 
 from app.context import AppContext
-from payments.service import PaymentsRuntime, runtime
+from payments import ledger
+from payments.config import PaymentsRuntime
+from payments.models import Bill, Collection, LedgerEntry, LedgerTransfer, SandboxOperation
+from payments.provider import PaymentProvider, ProviderResult
 from tests.factories import Resident, login, machine, resident
 
 _SEQ = itertools.count(1)
@@ -170,15 +176,55 @@ async def refund(
 
 
 def payments_runtime(ctx: AppContext) -> PaymentsRuntime:
-    return runtime(ctx)
+    return ctx.runtime(PaymentsRuntime)
+
+
+class InjectedCrash(RuntimeError):
+    """Raised at a fault-injection point, standing in for the process dying there."""
+
+
+@dataclass
+class CrashingProvider:
+    """Dies on every collection, as the process would between booking the ledger and the
+    provider's answer; binds and pays out through the provider it stands in front of."""
+
+    inner: PaymentProvider
+    name: str = "crashing"
+
+    async def bind(self, payment_method: str) -> None:
+        await self.inner.bind(payment_method)
+
+    async def collect(
+        self, *, key: str, payment_method: str, amount_fen: int, now: datetime
+    ) -> ProviderResult:
+        raise InjectedCrash("injected crash between booking the ledger and collecting")
+
+    async def payout(
+        self, *, key: str, payment_method: str, amount_fen: int, now: datetime
+    ) -> ProviderResult:
+        return await self.inner.payout(
+            key=key, payment_method=payment_method, amount_fen=amount_fen, now=now
+        )
+
+
+async def account_balances() -> dict[str, int]:
+    """Each account's balance, summed by the database (the invariant tests compare it
+    with the entries summed one by one)."""
+    rows = (
+        await LedgerEntry.annotate(balance=Sum("amount_fen"))
+        .group_by("account")
+        .values_list("account", "balance")
+    )
+    return {str(account): int(balance) for account, balance in rows}
+
+
+async def ledger_rows() -> list[ledger.EntryRow]:
+    rows = await LedgerEntry.all().values_list("transfer__key", "account", "amount_fen")
+    return [ledger.EntryRow(k, a, v) for k, a, v in rows]
 
 
 async def check_books() -> None:
     """The ledger's invariants, and the ledger against the bills and the sandbox's books."""
-    from payments import ledger
-    from payments.models import Bill, Collection, LedgerTransfer, SandboxOperation
-    from payments.service import account_balances, ledger_rows
-
     rows = await ledger_rows()
     balances = await account_balances()
     assert ledger.invariant_violations(rows, balances) == []

@@ -1,0 +1,256 @@
+"""Collection and bills: moving money through the provider under a recorded key, booking
+its answer once, and the resident's bills (reading them, paying one by hand).
+
+Provider calls never happen inside a transaction: a `Collection` row whose id is the
+provider's idempotency key is committed first, then the provider is called, then its
+answer is recorded; a crash in between is resumed by the worker (`payments.tasks`).
+A bill lock is never held while an account is locked, so PostgreSQL sees no lock cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from tortoise.transactions import in_transaction
+
+from app.context import AppContext
+from app.errors import NotFound
+from auth.api import Principal, subject_for_request
+from payments import ledger
+from payments.config import PaymentsConfig, PaymentsRuntime
+from payments.credit import bind_method, refresh_account_status
+from payments.errors import PaymentDeclined, PaymentInProgress, ProviderUnavailable
+from payments.models import Bill, BillLine, Collection, CreditAccount
+from payments.provider import ProviderResult, ProviderTimeout
+from payments.states import (
+    BILL,
+    COLLECTION,
+    BillStatus,
+    CollectionKind,
+    CollectionStatus,
+    CollectionTrigger,
+)
+from payments.store import bill_event, emit, new_id, post_transfer
+
+
+async def run_collection(ctx: AppContext, collection: Collection) -> Collection:
+    """Call the provider under the collection's key and record the answer.
+
+    Timeouts are retried (same key, so at most one movement of money) up to the configured
+    attempts; still unanswered, the collection stays `pending` for the worker to resume.
+    """
+    rt = ctx.runtime(PaymentsRuntime)
+    result: ProviderResult | None = None
+    for _ in range(rt.config.provider_attempts):
+        try:
+            call = (
+                rt.provider.collect
+                if collection.kind == CollectionKind.COLLECT
+                else rt.provider.payout
+            )
+            result = await call(
+                key=collection.id,
+                payment_method=collection.payment_method,
+                amount_fen=collection.amount_fen,
+                now=ctx.clock.now(),
+            )
+            break
+        except ProviderTimeout:
+            continue
+    if result is None:
+        return collection
+    return await record_collection(ctx, collection.id, result.succeeded, result.reason)
+
+
+async def record_collection(
+    ctx: AppContext, collection_id: str, succeeded: bool, reason: str | None
+) -> Collection:
+    """Book the provider's answer once: whoever records first wins, later callers see it."""
+    config = ctx.runtime(PaymentsRuntime).config
+    now = ctx.clock.now()
+    async with in_transaction():
+        first = await Collection.get(id=collection_id)
+        bill = await Bill.filter(id=first.bill_id).select_for_update().get()
+        collection = await Collection.get(id=collection_id)
+        if collection.status != CollectionStatus.PENDING:
+            return collection
+        outcome = CollectionStatus.SUCCEEDED if succeeded else CollectionStatus.DECLINED
+        collection.status = COLLECTION.advance(collection.status, outcome)
+        collection.reason = reason
+        collection.resolved_at = now
+        await collection.save(update_fields=["status", "reason", "resolved_at"])
+        if collection.kind == CollectionKind.PAYOUT:
+            if succeeded:
+                await _book_payout(bill, collection, now)
+            return collection
+        was_overdue = bill.overdue_at is not None
+        if succeeded:
+            await _book_collected(bill, collection, now)
+        else:
+            _after_decline(bill, collection, config, now)
+        await bill.save(update_fields=["collected_fen", "status", "paid_at", "next_retry_at"])
+    if succeeded and was_overdue:
+        await refresh_account_status(ctx, bill.subject_id)
+    return collection
+
+
+async def _book_payout(bill: Bill, collection: Collection, now: datetime) -> None:
+    bill.paid_out_fen += collection.amount_fen
+    await bill.save(update_fields=["paid_out_fen"])
+    await post_transfer(
+        ledger.payout(
+            f"payout:{collection.id}", subject_id=bill.subject_id, amount_fen=collection.amount_fen
+        ),
+        hospital_id=bill.hospital_id,
+        now=now,
+    )
+
+
+async def _book_collected(bill: Bill, collection: Collection, now: datetime) -> None:
+    bill.collected_fen += collection.amount_fen
+    await post_transfer(
+        ledger.collection(
+            f"collection:{collection.id}",
+            subject_id=bill.subject_id,
+            amount_fen=collection.amount_fen,
+        ),
+        hospital_id=bill.hospital_id,
+        now=now,
+    )
+    bill.status = BILL.advance(bill.status, BillStatus.PAID)
+    bill.paid_at = now
+    bill.next_retry_at = None
+    await emit(bill.hospital_id, "bill.paid", bill_event(bill), now)
+
+
+def _after_decline(
+    bill: Bill, collection: Collection, config: PaymentsConfig, now: datetime
+) -> None:
+    """Back to owing; settlement and retry declines schedule the next retry, if any is left."""
+    back = BillStatus.OVERDUE if bill.overdue_at is not None else BillStatus.PAYMENT_PENDING
+    bill.status = BILL.advance(bill.status, back)
+    schedule = config.retry_schedule
+    scheduled = (CollectionTrigger.SETTLEMENT, CollectionTrigger.RETRY)
+    if collection.trigger in scheduled and bill.retries < len(schedule):
+        bill.next_retry_at = now + schedule[bill.retries]
+    elif collection.trigger != CollectionTrigger.MANUAL:
+        bill.next_retry_at = None
+
+
+async def new_collection(
+    bill: Bill,
+    kind: CollectionKind,
+    trigger: CollectionTrigger,
+    *,
+    amount_fen: int,
+    payment_method: str,
+    now: datetime,
+) -> Collection:
+    """A pending collection (or payout) of the bill; its id is the provider's key."""
+    return await Collection.create(
+        id=new_id("col" if kind == CollectionKind.COLLECT else "pay"),
+        bill_id=bill.id,
+        kind=kind,
+        trigger=trigger,
+        amount_fen=amount_fen,
+        payment_method=payment_method,
+        status=CollectionStatus.PENDING,
+        created_at=now,
+    )
+
+
+async def start_collection(
+    bill_id: str, *, trigger: CollectionTrigger, payment_method: str | None, now: datetime
+) -> Collection | Bill:
+    """Move a bill to `collecting` with a new keyed collection; the bill if nothing to do."""
+    async with in_transaction():
+        bill = await Bill.filter(id=bill_id).select_for_update().get()
+        if bill.status == BillStatus.COLLECTING:
+            raise PaymentInProgress("a payment for this bill is in flight; try again shortly")
+        if bill.status == BillStatus.PAID or bill.outstanding_fen == 0:
+            return bill
+        if trigger == CollectionTrigger.RETRY:
+            if (
+                bill.status != BillStatus.PAYMENT_PENDING
+                or bill.next_retry_at is None
+                or bill.next_retry_at > now
+            ):
+                return bill
+            bill.retries += 1
+        account = await CreditAccount.get(subject_id=bill.subject_id)
+        collection = await new_collection(
+            bill,
+            CollectionKind.COLLECT,
+            trigger,
+            amount_fen=bill.outstanding_fen,
+            payment_method=payment_method or account.payment_method,
+            now=now,
+        )
+        bill.status = BILL.advance(bill.status, BillStatus.COLLECTING)
+        bill.next_retry_at = None if trigger == CollectionTrigger.RETRY else bill.next_retry_at
+        await bill.save(update_fields=["status", "retries", "next_retry_at"])
+        return collection
+
+
+@dataclass(frozen=True)
+class BillView:
+    bill: Bill
+    lines: list[BillLine]
+
+
+async def _own_bill(subject_id: str, bill_id: str) -> Bill:
+    # Another resident's bill answers 404: its existence must not leak.
+    bill = await Bill.get_or_none(id=bill_id, subject_id=subject_id)
+    if bill is None:
+        raise NotFound("no such bill")
+    return bill
+
+
+async def _view(subject_id: str, bill_id: str) -> BillView:
+    bill = await _own_bill(subject_id, bill_id)
+    return BillView(bill, await BillLine.filter(bill_id=bill.id).order_by("position"))
+
+
+async def bill_view(principal: Principal, bill_id: str) -> BillView:
+    """One of the resident's bills with its lines."""
+    return await _view(await subject_for_request(principal, None), bill_id)
+
+
+async def list_bills(principal: Principal) -> list[BillView]:
+    """The resident's latest bills (up to 200), newest first, with their lines."""
+    subject_id = await subject_for_request(principal, None)
+    bills = await Bill.filter(subject_id=subject_id).order_by("-created_at").limit(200)
+    lines = await BillLine.filter(bill_id__in=[b.id for b in bills]).order_by("position")
+    by_bill: dict[str, list[BillLine]] = {}
+    for line in lines:
+        by_bill.setdefault(line.bill_id, []).append(line)
+    return [BillView(b, by_bill.get(b.id, [])) for b in bills]
+
+
+async def pay_bill(
+    ctx: AppContext, principal: Principal, bill_id: str, *, payment_method: str | None
+) -> BillView:
+    """The resident pays a pending or overdue bill by hand (optionally with another method)."""
+    subject_id = await subject_for_request(principal, None)
+    await _own_bill(subject_id, bill_id)
+    if payment_method is not None:
+        await bind_method(ctx.runtime(PaymentsRuntime).provider, payment_method)
+    started = await start_collection(
+        bill_id,
+        trigger=CollectionTrigger.MANUAL,
+        payment_method=payment_method,
+        now=ctx.clock.now(),
+    )
+    if isinstance(started, Bill):
+        return await _view(subject_id, bill_id)
+    collection = await run_collection(ctx, started)
+    if collection.status == CollectionStatus.PENDING:
+        raise ProviderUnavailable(
+            "the payment provider did not answer; the payment will be completed automatically"
+        )
+    if collection.status == CollectionStatus.DECLINED:
+        raise PaymentDeclined(
+            f"the payment was declined: {collection.reason}", extra={"reason": collection.reason}
+        )
+    return await _view(subject_id, bill_id)

@@ -1,0 +1,181 @@
+"""Encounters and charges: opening a visit on credit (an authorization hold), reading it,
+posting itemised charges that extend the hold while credit remains.
+
+Locks are taken account -> encounter -> charge, the order every payments module keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tortoise.transactions import in_transaction
+
+from app.context import AppContext
+from app.errors import IdempotencyKeyReused, NotFound
+from app.idempotency import canonical_hash
+from auth.api import Principal
+from codes.api import verify_code
+from payments.config import PaymentsRuntime
+from payments.credit import available_fen, credit_use
+from payments.errors import CodeRejected, CreditLimitExceeded, CreditUnavailable, EncounterClosed
+from payments.hospitals import hospital_of
+from payments.insurance import InsuranceClass
+from payments.models import Charge, ChargeItem, CreditAccount, Encounter
+from payments.states import AccountStatus, EncounterStatus
+from payments.store import new_id
+
+
+@dataclass(frozen=True)
+class OpenedEncounter:
+    """A new encounter and what the hospital may know of its patient (nothing in clear)."""
+
+    encounter: Encounter
+    masked_name: str | None
+    age_group: str | None
+
+
+async def open_encounter(
+    ctx: AppContext, principal: Principal, *, code: str, department: str
+) -> OpenedEncounter:
+    """Verify the patient's code (consuming it for this hospital's client) and place a hold
+    of min(initial hold, available credit)."""
+    hospital_id = hospital_of(principal)
+    verification = await verify_code(ctx, code, verifier_id=principal.id)
+    if not verification.valid or verification.subject_id is None:
+        raise CodeRejected(
+            f"the code did not verify: {verification.reason}",
+            extra={"reason": verification.reason},
+        )
+    subject_id = verification.subject_id
+    known = await CreditAccount.get_or_none(subject_id=subject_id)
+    if known is None:
+        raise CreditUnavailable(
+            "the patient has not enrolled for credit", extra={"reason": "not_enrolled"}
+        )
+    rt = ctx.runtime(PaymentsRuntime)
+    now = ctx.clock.now()
+    async with in_transaction():
+        account = await CreditAccount.filter(id=known.id).select_for_update().get()
+        use = await credit_use(account)
+        if account.status != AccountStatus.ACTIVE or use.overdue:
+            raise CreditUnavailable(
+                "the credit account is suspended", extra={"reason": "suspended"}
+            )
+        available = available_fen(account, use)
+        if available <= 0:
+            raise CreditUnavailable("no credit left", extra={"reason": "no_credit_left"})
+        encounter = await Encounter.create(
+            id=new_id("enc"),
+            hospital_id=hospital_id,
+            subject_id=subject_id,
+            account_id=account.id,
+            department=department,
+            hold_fen=min(rt.config.initial_hold_fen, available),
+            opened_at=now,
+        )
+    return OpenedEncounter(encounter, verification.masked_name, verification.age_group)
+
+
+async def get_encounter(principal: Principal, encounter_id: str) -> Encounter:
+    """An encounter of the client's hospital."""
+    return await find_encounter(hospital_of(principal), encounter_id)
+
+
+async def find_encounter(hospital_id: str, encounter_id: str) -> Encounter:
+    # Another hospital's encounter answers 404: its existence must not leak.
+    encounter = await Encounter.get_or_none(id=encounter_id, hospital_id=hospital_id)
+    if encounter is None:
+        raise NotFound("no such encounter")
+    return encounter
+
+
+@dataclass(frozen=True)
+class ItemInput:
+    item_code: str
+    name: str
+    category: str
+    quantity: int
+    unit_price_fen: int
+    insurance_class: InsuranceClass
+
+    @property
+    def amount_fen(self) -> int:
+        return self.quantity * self.unit_price_fen
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    charge: Charge
+    items: list[ChargeItem]
+    encounter: Encounter
+    created: bool
+
+
+async def post_charge(
+    ctx: AppContext,
+    principal: Principal,
+    *,
+    encounter_id: str,
+    charge_id: str,
+    items: Sequence[ItemInput],
+) -> ChargeResult:
+    """Add a charge, extending the hold while credit remains; idempotent by `charge_id`."""
+    found = await find_encounter(hospital_of(principal), encounter_id)
+    fingerprint = canonical_hash([vars(i) for i in items])
+    amount = sum(i.amount_fen for i in items)
+    now = ctx.clock.now()
+    async with in_transaction():
+        account = await CreditAccount.filter(id=found.account_id).select_for_update().get()
+        encounter = await Encounter.filter(id=encounter_id).select_for_update().get()
+        existing = await Charge.get_or_none(encounter_id=encounter_id, charge_id=charge_id)
+        if existing is not None:
+            if existing.request_hash != fingerprint:
+                raise IdempotencyKeyReused("this charge_id was used with other items")
+            stored = await ChargeItem.filter(charge_id=existing.id).order_by("position")
+            return ChargeResult(existing, stored, encounter, created=False)
+        if encounter.status != EncounterStatus.OPEN:
+            raise EncounterClosed("the encounter is closed; post no more charges")
+        await _extend_hold(account, encounter, amount)
+        encounter.charged_fen += amount
+        await encounter.save(update_fields=["hold_fen", "charged_fen"])
+        charge = await Charge.create(
+            id=new_id("chg"),
+            encounter_id=encounter_id,
+            charge_id=charge_id,
+            amount_fen=amount,
+            request_hash=fingerprint,
+            created_at=now,
+        )
+        rows = [_item_row(charge, n, i) for n, i in enumerate(items)]
+        await ChargeItem.bulk_create(rows)
+        return ChargeResult(charge, rows, encounter, created=True)
+
+
+async def _extend_hold(account: CreditAccount, encounter: Encounter, amount_fen: int) -> None:
+    """Grow the hold by what the charge passes it by, while the account has credit left."""
+    needed = encounter.charged_fen + amount_fen - encounter.hold_fen
+    if needed <= 0:
+        return
+    use = await credit_use(account)
+    available = 0 if account.status != AccountStatus.ACTIVE else available_fen(account, use)
+    if needed > available:
+        raise CreditLimitExceeded(
+            "the charge needs more credit than the patient has left",
+            extra={"available_fen": available, "needed_fen": needed},
+        )
+    encounter.hold_fen += needed
+
+
+def _item_row(charge: Charge, position: int, item: ItemInput) -> ChargeItem:
+    return ChargeItem(
+        charge_id=charge.id,
+        position=position,
+        item_code=item.item_code,
+        name=item.name,
+        category=item.category,
+        quantity=item.quantity,
+        unit_price_fen=item.unit_price_fen,
+        insurance_class=item.insurance_class,
+        amount_fen=item.amount_fen,
+    )

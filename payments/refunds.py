@@ -1,0 +1,241 @@
+"""Refunds of a charge, before settlement (the charge shrinks) or after it (the refund is
+split like the bill's lines, reversed in the ledger, and overpaid self-pay is paid out).
+
+The charge row is locked, so concurrent refunds queue and each sees the sum of the previous
+ones: refunds never pass what was charged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from tortoise.transactions import in_transaction
+
+from app.context import AppContext
+from app.errors import IdempotencyKeyReused, NotFound
+from app.idempotency import canonical_hash
+from auth.api import Principal
+from payments import ledger
+from payments.collection import new_collection, run_collection
+from payments.credit import refresh_account_status
+from payments.encounters import find_encounter
+from payments.errors import PaymentInProgress, RefundExceedsCharge
+from payments.hospitals import hospital_of
+from payments.insurance import proportional_part as insurance_part
+from payments.models import Bill, BillLine, Charge, Collection, CreditAccount, Encounter, Refund
+from payments.states import (
+    BILL,
+    BillStatus,
+    CollectionKind,
+    CollectionStatus,
+    CollectionTrigger,
+    EncounterStatus,
+)
+from payments.store import emit, new_id, post_transfer
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    refund: Refund
+    created: bool
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    hospital_id: str
+    encounter_id: str
+    refund_id: str
+    charge_id: str  # the hospital's own charge_id
+    amount_fen: int
+
+
+@dataclass(frozen=True)
+class SettledRefund:
+    """A refund after settlement: its split, and the payout of overpaid self-pay if any."""
+
+    insurance_fen: int
+    self_pay_fen: int
+    payout: Collection | None
+
+
+async def refund_charge(
+    ctx: AppContext,
+    principal: Principal,
+    *,
+    encounter_id: str,
+    refund_id: str,
+    charge_id: str,
+    amount_fen: int,
+) -> RefundResult:
+    """Refund part or all of a charge of one of the client's encounters, once per refund_id."""
+    ask = RefundRequest(hospital_of(principal), encounter_id, refund_id, charge_id, amount_fen)
+    await find_encounter(ask.hospital_id, encounter_id)
+    fingerprint = canonical_hash({"charge_id": charge_id, "amount_fen": amount_fen})
+    now = ctx.clock.now()
+    async with in_transaction():
+        encounter = await Encounter.filter(id=encounter_id).select_for_update().get()
+        existing = await Refund.get_or_none(encounter_id=encounter_id, refund_id=refund_id)
+        if existing is not None:
+            if existing.request_hash != fingerprint:
+                raise IdempotencyKeyReused("this refund_id was used with another request")
+            return RefundResult(existing, created=False)
+        charge = await _refundable_charge(ask)
+        after = encounter.status != EncounterStatus.OPEN
+        if after:
+            settled = await _refund_settled(ask, charge, now)
+        else:
+            settled = SettledRefund(0, 0, None)
+            encounter.charged_fen -= amount_fen
+            await encounter.save(update_fields=["charged_fen"])
+        charge.refunded_fen += amount_fen
+        await charge.save(update_fields=["refunded_fen"])
+        refund = await _record_refund(ask, charge, settled, after, fingerprint, now)
+    if settled.payout is not None:
+        await run_collection(ctx, settled.payout)
+    if after:
+        await refresh_account_status(ctx, encounter.subject_id)
+    return RefundResult(refund, created=True)
+
+
+async def _refundable_charge(ask: RefundRequest) -> Charge:
+    """The charge, locked; 404 when it is not on the encounter, 409 past what it charged."""
+    charge = (
+        await Charge.filter(encounter_id=ask.encounter_id, charge_id=ask.charge_id)
+        .select_for_update()
+        .first()
+    )
+    if charge is None:
+        raise NotFound("no such charge on this encounter")
+    if charge.refunded_fen + ask.amount_fen > charge.amount_fen:
+        raise RefundExceedsCharge(
+            "the refunds would exceed the charge",
+            extra={"refundable_fen": charge.amount_fen - charge.refunded_fen},
+        )
+    return charge
+
+
+async def _refund_settled(ask: RefundRequest, charge: Charge, now: datetime) -> SettledRefund:
+    """Split the refund like the charge's bill lines, reverse that share in the ledger, and
+    start paying back what the resident paid beyond what is now owed."""
+    bill = await Bill.filter(encounter_id=ask.encounter_id).select_for_update().get()
+    if bill.status == BillStatus.COLLECTING:
+        raise PaymentInProgress("the bill's payment is in flight; retry the refund shortly")
+    insurance_fen = await _insurance_share(bill, charge, ask.amount_fen)
+    self_pay_fen = ask.amount_fen - insurance_fen
+    bill.refunded_insurance_fen += insurance_fen
+    bill.refunded_self_pay_fen += self_pay_fen
+    await post_transfer(
+        ledger.refund(
+            f"refund:{ask.encounter_id}:{ask.refund_id}",
+            subject_id=bill.subject_id,
+            hospital_id=ask.hospital_id,
+            insurance_fen=insurance_fen,
+            self_pay_fen=self_pay_fen,
+        ),
+        hospital_id=ask.hospital_id,
+        now=now,
+    )
+    payout = await _pay_back_overpayment(bill, now)
+    if (
+        bill.status in (BillStatus.PAYMENT_PENDING, BillStatus.OVERDUE)
+        and bill.outstanding_fen == 0
+    ):
+        bill.status = BILL.advance(bill.status, BillStatus.PAID)
+        bill.paid_at = now
+        bill.next_retry_at = None
+    await bill.save(
+        update_fields=[
+            "refunded_insurance_fen",
+            "refunded_self_pay_fen",
+            "status",
+            "paid_at",
+            "next_retry_at",
+        ]
+    )
+    return SettledRefund(insurance_fen, self_pay_fen, payout)
+
+
+async def _insurance_share(bill: Bill, charge: Charge, amount_fen: int) -> int:
+    """The insurance part of refunding `amount_fen` of the charge, cumulative over the
+    charge's earlier refunds after settlement (so partial refunds add up exactly)."""
+    lines = await BillLine.filter(bill_id=bill.id, charge_ref=charge.id)
+    billed = sum(line.amount_fen for line in lines)
+    billed_insurance = sum(line.insurance_fen for line in lines)
+    before = sum(
+        cast(
+            list[int],
+            await Refund.filter(charge_id=charge.id, after_settlement=True).values_list(
+                "amount_fen", flat=True
+            ),
+        )
+    )
+    return insurance_part(billed_insurance, billed, before, amount_fen)
+
+
+async def _pay_back_overpayment(bill: Bill, now: datetime) -> Collection | None:
+    """A payout of what the resident paid beyond what the bill now asks, less payouts
+    already under way; None when nothing is overpaid."""
+    overpaid = (
+        bill.collected_fen - bill.paid_out_fen - (bill.self_pay_fen - bill.refunded_self_pay_fen)
+    )
+    pending_payouts = sum(
+        cast(
+            list[int],
+            await Collection.filter(
+                bill_id=bill.id, kind=CollectionKind.PAYOUT, status=CollectionStatus.PENDING
+            ).values_list("amount_fen", flat=True),
+        )
+    )
+    if overpaid - pending_payouts <= 0:
+        return None
+    account = await CreditAccount.get(subject_id=bill.subject_id)
+    return await new_collection(
+        bill,
+        CollectionKind.PAYOUT,
+        CollectionTrigger.REFUND,
+        amount_fen=overpaid - pending_payouts,
+        payment_method=account.payment_method,
+        now=now,
+    )
+
+
+async def _record_refund(
+    ask: RefundRequest,
+    charge: Charge,
+    settled: SettledRefund,
+    after: bool,
+    fingerprint: str,
+    now: datetime,
+) -> Refund:
+    """The refund row and its `refund.succeeded` event."""
+    refund = await Refund.create(
+        id=new_id("ref"),
+        encounter_id=ask.encounter_id,
+        charge_id=charge.id,
+        hospital_id=ask.hospital_id,
+        hospital_charge_id=ask.charge_id,
+        refund_id=ask.refund_id,
+        amount_fen=ask.amount_fen,
+        insurance_fen=settled.insurance_fen,
+        self_pay_fen=settled.self_pay_fen,
+        after_settlement=after,
+        request_hash=fingerprint,
+        created_at=now,
+    )
+    await emit(
+        ask.hospital_id,
+        "refund.succeeded",
+        {
+            "refund_id": ask.refund_id,
+            "encounter_id": ask.encounter_id,
+            "charge_id": ask.charge_id,
+            "amount_fen": ask.amount_fen,
+            "insurance_fen": settled.insurance_fen,
+            "self_pay_fen": settled.self_pay_fen,
+            "after_settlement": after,
+        },
+        now,
+    )
+    return refund

@@ -1,0 +1,173 @@
+"""The payments domain's state machines: one `StrEnum` per stored status and its allowed moves.
+
+The enum values are the strings the database stores (no schema change); every status change
+goes through its machine's `advance`, so a move the table does not list fails loudly.
+
+    encounter        open -> settled
+    bill             collecting -> paid | payment_pending | overdue (a declined manual payment)
+                     payment_pending -> collecting | overdue | paid (refunded to nothing owed)
+                     overdue -> collecting | paid
+    collection       pending -> succeeded | declined
+    credit account   active <-> suspended
+    outbox event     pending -> pending (retry later) | delivered | failed | skipped
+
+A refund has no status (a refund row is final when written; money going back moves as a
+`payout` collection), and a webhook delivery row is a log line: the delivery state is the
+outbox event's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+
+class EncounterStatus(StrEnum):
+    OPEN = "open"
+    SETTLED = "settled"
+
+
+class ClosedBy(StrEnum):
+    """Who closed an encounter: the hospital, or the worker after the auto-close delay."""
+
+    HOSPITAL = "hospital"
+    AUTO = "auto"
+
+
+class BillStatus(StrEnum):
+    COLLECTING = "collecting"  # a provider call under a recorded key is (or was) in flight
+    PAYMENT_PENDING = "payment_pending"
+    OVERDUE = "overdue"
+    PAID = "paid"
+
+
+# Bills whose self-pay part is (or may still be) owed.
+UNPAID_BILLS = (BillStatus.COLLECTING, BillStatus.PAYMENT_PENDING, BillStatus.OVERDUE)
+
+
+class SettlementStatus(StrEnum):
+    """What closing an encounter reports: settled once nothing is owed (derived, not stored)."""
+
+    SETTLED = "settled"
+    PAYMENT_PENDING = "payment_pending"
+
+
+class CollectionStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+
+
+class CollectionKind(StrEnum):
+    COLLECT = "collect"  # money from the resident's payment method
+    PAYOUT = "payout"  # money back to it
+
+
+class CollectionTrigger(StrEnum):
+    SETTLEMENT = "settlement"
+    RETRY = "retry"
+    MANUAL = "manual"
+    REFUND = "refund"
+
+
+class AccountStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"  # while any of the resident's bills is overdue
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # gave up after the give-up horizon
+    SKIPPED = "skipped"  # the hospital has no webhook endpoint
+
+
+S = TypeVar("S", bound=StrEnum)
+
+
+class IllegalTransition(RuntimeError):
+    """A status change its machine does not allow: a bug, never a client's error."""
+
+
+@dataclass(frozen=True)
+class Machine(Generic[S]):
+    """One state machine: its states and, for each, the states it may move to."""
+
+    name: str
+    states: type[S]
+    transitions: Mapping[S, frozenset[S]]
+
+    def can_move(self, current: str, target: S) -> bool:
+        return target in self.transitions.get(self.states(current), frozenset())
+
+    def advance(self, current: str, target: S) -> S:
+        """`target` if the machine allows moving there from `current`, else IllegalTransition."""
+        if not self.can_move(current, target):
+            raise IllegalTransition(f"{self.name}: {current} -> {target} is not allowed")
+        return target
+
+
+ENCOUNTER = Machine(
+    "encounter",
+    EncounterStatus,
+    {
+        EncounterStatus.OPEN: frozenset({EncounterStatus.SETTLED}),
+        EncounterStatus.SETTLED: frozenset(),
+    },
+)
+
+BILL = Machine(
+    "bill",
+    BillStatus,
+    {
+        BillStatus.COLLECTING: frozenset(
+            {BillStatus.PAID, BillStatus.PAYMENT_PENDING, BillStatus.OVERDUE}
+        ),
+        BillStatus.PAYMENT_PENDING: frozenset(
+            {BillStatus.COLLECTING, BillStatus.OVERDUE, BillStatus.PAID}
+        ),
+        BillStatus.OVERDUE: frozenset({BillStatus.COLLECTING, BillStatus.PAID}),
+        BillStatus.PAID: frozenset(),
+    },
+)
+
+COLLECTION = Machine(
+    "collection",
+    CollectionStatus,
+    {
+        CollectionStatus.PENDING: frozenset(
+            {CollectionStatus.SUCCEEDED, CollectionStatus.DECLINED}
+        ),
+        CollectionStatus.SUCCEEDED: frozenset(),
+        CollectionStatus.DECLINED: frozenset(),
+    },
+)
+
+ACCOUNT = Machine(
+    "credit account",
+    AccountStatus,
+    {
+        AccountStatus.ACTIVE: frozenset({AccountStatus.SUSPENDED}),
+        AccountStatus.SUSPENDED: frozenset({AccountStatus.ACTIVE}),
+    },
+)
+
+OUTBOX = Machine(
+    "outbox event",
+    OutboxStatus,
+    {
+        OutboxStatus.PENDING: frozenset(
+            {
+                OutboxStatus.PENDING,
+                OutboxStatus.DELIVERED,
+                OutboxStatus.FAILED,
+                OutboxStatus.SKIPPED,
+            }
+        ),
+        OutboxStatus.DELIVERED: frozenset(),
+        OutboxStatus.FAILED: frozenset(),
+        OutboxStatus.SKIPPED: frozenset(),
+    },
+)
