@@ -1,6 +1,6 @@
 """Double-entry rules of the ledger: account names, balanced transfers, the invariants.
 
-Pure: `payments.service` stores what this module builds. A posting's amount is signed
+Pure: `payments.store` stores what this module builds. A posting's amount is signed
 integer fen, positive = debit (the account holder owes / holds more), negative = credit.
 """
 
