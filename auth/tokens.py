@@ -87,13 +87,6 @@ class VerifiedToken:
     generation: int | None
 
 
-def verify(
-    ring: SigningKeyring, token: str, *, issuer: str, audience: str, now: datetime
-) -> VerifiedToken:
-    _kid, claims = _verified_claims(ring, token, issuer=issuer, audience=audience)
-    return _check_claims(claims, now)
-
-
 def _verified_claims(
     ring: SigningKeyring, token: str, *, issuer: str, audience: str
 ) -> tuple[str, dict[str, Any]]:
@@ -137,7 +130,7 @@ def _verified_claims(
 
 
 class Verifier:
-    """`verify` with a bounded memo of tokens whose signature already checked out.
+    """Verifies access tokens, with a bounded memo of tokens whose signature already checked out.
 
     Gates and apps present the same token for up to 15 minutes, and the signature check
     is most of the cost of authenticating a request. Only the signature and claim
