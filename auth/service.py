@@ -1,15 +1,14 @@
-"""Transitional: the names callers outside auth still import from here, until they import
-through `auth.api` (venues) and `ctx.runtime(AuthRuntime)` (tests/factories.py). Remove
-this module then; auth's operations live in otp, sessions, clients and residents."""
+"""Transitional: what tests/factories.py still reads here (`runtime`, `create_client`)
+until it uses `ctx.runtime(AuthRuntime)` and `auth.api.create_client`; remove this module
+then. Auth's operations live in otp, sessions, clients and residents."""
 
 from __future__ import annotations
 
 from app.context import AppContext
 from auth.clients import create_client
 from auth.config import AuthRuntime
-from auth.residents import subject_for_request, subject_profile
 
-__all__ = ["create_client", "runtime", "subject_for_request", "subject_profile"]
+__all__ = ["create_client", "runtime"]
 
 
 def runtime(ctx: AppContext) -> AuthRuntime:

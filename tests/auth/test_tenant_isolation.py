@@ -16,7 +16,7 @@ from app.context import AppContext
 from tests.auth.checks import assert_problem
 from tests.factories import machine, resident
 from tests.payments.helpers import Hospital, hospital, item, open_encounter, patient
-from tests.venues.conftest import VenueKit, make_gate, make_venue
+from tests.venues.helpers import VenueKit, make_gate, make_venue
 
 KINDS = ("resident", "gate", "operator", "hospital", "authority", "admin")
 
