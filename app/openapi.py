@@ -16,12 +16,13 @@ from app.errors import (
     BodyTooLarge,
     Forbidden,
     InternalError,
+    NotFound,
     Problem,
     Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
 )
-from app.http import EndpointSpec
+from app.http import EndpointSpec, IdConvertor
 
 _REF = "#/components/schemas/{model}"
 
@@ -103,6 +104,10 @@ def build_openapi(routes: Sequence[BaseRoute], *, title: str, version: str) -> d
         modes.append((model, "serialization"))
     refs, defs = models_json_schema(modes, ref_template=_REF)
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+    # A model used for input and output, or two models of one name in two domains, share a
+    # title; generated clients name types by title and would lose one. The key is unique.
+    for name, schema in schemas.items():
+        schema["title"] = name
     schemas["Problem"] = PROBLEM_SCHEMA
 
     def ref(model: type[BaseModel], mode: str) -> dict[str, Any]:
@@ -125,8 +130,10 @@ def build_openapi(routes: Sequence[BaseRoute], *, title: str, version: str) -> d
     }
 
 
-def _problem_responses(spec: EndpointSpec, method: str) -> dict[str, Any]:
+def _problem_responses(route: Route, spec: EndpointSpec) -> dict[str, Any]:
     errors: list[type[Problem]] = list(spec.errors)
+    if route.param_convertors:
+        errors.append(NotFound)  # an id that names nothing (or nothing the caller may see)
     if spec.body is not None:
         errors += [BodyMalformed, ValidationFailed, BodyTooLarge, UnsupportedMediaType]
     elif spec.query is not None:
@@ -148,6 +155,18 @@ def _problem_responses(spec: EndpointSpec, method: str) -> dict[str, Any]:
     }
 
 
+def _path_schema(convertor: object) -> dict[str, Any]:
+    """What the route's convertor matches, so a client never builds a path that cannot match."""
+    if isinstance(convertor, IdConvertor):
+        return {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": convertor.max_length,
+            "pattern": f"^{convertor.regex}$",
+        }
+    return {"type": "string", "pattern": "^[^/]+$"}
+
+
 def _operation(route: Route, method: str, spec: EndpointSpec, ref: Any) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": spec.summary,
@@ -156,8 +175,8 @@ def _operation(route: Route, method: str, spec: EndpointSpec, ref: Any) -> dict[
         or [route.path.split("/")[2] if route.path.startswith("/v1/") else "system"],
     }
     parameters: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in route.param_convertors
+        {"name": name, "in": "path", "required": True, "schema": _path_schema(convertor)}
+        for name, convertor in route.param_convertors.items()
     ]
     if spec.query is not None:
         schema = spec.query.model_json_schema(ref_template=_REF)
@@ -191,7 +210,7 @@ def _operation(route: Route, method: str, spec: EndpointSpec, ref: Any) -> dict[
         content[media] = {"schema": {"type": "string"}}
     if content:
         ok["content"] = content
-    operation["responses"] = {str(spec.status): ok, **_problem_responses(spec, method)}
+    operation["responses"] = {str(spec.status): ok, **_problem_responses(route, spec)}
     if spec.auth is not None:
         operation["security"] = [{"bearer": []}]
         operation["description"] = f"Requires: {spec.auth}"

@@ -12,7 +12,8 @@ from datetime import date
 import httpx
 
 from app.context import AppContext
-from auth import service
+from auth.api import create_client
+from auth.config import AuthRuntime
 from auth.identity import check_digit
 from auth.sms import SandboxSms
 
@@ -51,7 +52,7 @@ class Resident:
 
 
 def sandbox(ctx: AppContext) -> SandboxSms:
-    sms = service.runtime(ctx).sms
+    sms = ctx.runtime(AuthRuntime).sms
     assert isinstance(sms, SandboxSms), "tests run with SMS_BACKEND=sandbox"
     return sms
 
@@ -146,7 +147,7 @@ async def machine(
 ) -> Machine:
     """A machine client of `kind` (created through auth.service.create_client) holding an
     access token from the client-credentials grant."""
-    creds = await service.create_client(ctx, kind, tenant_id, actor="tests")
+    creds = await create_client(ctx, kind, tenant_id, actor="tests")
     response = await client.post(
         "/v1/auth/token",
         json={
