@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
+from tortoise.backends.asyncpg.client import AsyncpgDBClient
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import TortoiseContext, _current_context
+from tortoise.exceptions import DBConnectionError, IntegrityError
 from tortoise.migrations.executor import MigrationExecutor, PlanStep
 
 from app.settings import Settings
@@ -33,7 +37,51 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def tortoise_config(database_url: str) -> dict[str, Any]:
+class BoundedAsyncpgClient(AsyncpgDBClient):
+    """Tortoise's asyncpg client with a bounded wait for a pooled connection.
+
+    Tortoise acquires pooled connections without a timeout, so when PostgreSQL is
+    black-holed requests would queue behind the stuck ones without end; asyncpg's
+    `acquire(timeout=...)` bounds the wait, including the reconnect it may need."""
+
+    def __init__(self, *args: Any, acquire_timeout: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    async def create_pool(self, **kwargs: Any) -> Any:
+        pool = await super().create_pool(**kwargs)
+        if self.acquire_timeout is None:
+            return pool
+        return _BoundedPool(pool, self.acquire_timeout)
+
+
+class _BoundedPool:
+    """An asyncpg pool whose `acquire()` gives up after `timeout` (asyncpg's `Pool` has
+    slots, so the method cannot be replaced on the instance)."""
+
+    def __init__(self, pool: asyncpg.Pool, timeout: float) -> None:
+        self._pool = pool
+        self._timeout = timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return self._pool.acquire(timeout=timeout or self._timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+
+# Tortoise loads a connection's engine as a module and takes its `client_class`.
+client_class = BoundedAsyncpgClient
+
+
+def tortoise_config(
+    database_url: str, *, connect_timeout_s: float = 3.0, statement_timeout_s: float = 5.0
+) -> dict[str, Any]:
+    """The Tortoise config. On PostgreSQL a new connection must be made within
+    `connect_timeout_s`, and a free pooled connection is awaited as long at most; a
+    statement is cancelled by the server after `statement_timeout_s` and given up by the
+    client half a second later (a black-holed server never cancels anything). A request
+    whose database stops answering so fails after about connect + statement timeouts."""
     url = normalise_url(database_url)
     if url.startswith("sqlite://"):
         path = url[len("sqlite://") :]
@@ -52,7 +100,7 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
             },
         }
     else:
-        connection = url
+        connection = _postgres_connection(url, connect_timeout_s, statement_timeout_s)
     return {
         "connections": {"default": connection},
         "apps": {
@@ -66,6 +114,63 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+def _postgres_connection(url: str, connect_s: float, statement_s: float) -> dict[str, Any]:
+    from tortoise.backends.base.config_generator import expand_db_url
+
+    connection: dict[str, Any] = expand_db_url(url)
+    connection["engine"] = "app.db"
+    credentials: dict[str, Any] = connection["credentials"]
+    server_settings = dict(credentials.get("server_settings") or {})
+    server_settings["statement_timeout"] = str(int(statement_s * 1000))
+    credentials.update(
+        timeout=connect_s,
+        # The server cancels a statement first (a clean error, the connection stays
+        # usable); the client-side limit catches a server that stopped answering at all.
+        command_timeout=statement_s + 0.5,
+        server_settings=server_settings,
+        # Waiting longer than a new connection may take for a pooled one means the
+        # pool is stuck behind a server that stopped answering: give up as fast.
+        acquire_timeout=connect_s,
+    )
+    return connection
+
+
+# asyncpg errors that say the server is unreachable, going away or overloaded, not that
+# the request was wrong: connection failures (class 08), operator intervention (57:
+# statement_timeout's cancel, admin shutdown, cannot connect now), insufficient resources
+# (53: too many connections, disk full).
+_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    DBConnectionError,
+    TimeoutError,
+    ConnectionError,
+    socket.gaierror,
+)
+
+
+def unavailable_error(exc: BaseException) -> bool:
+    """Whether `exc` (or what it was raised from) means the database is unreachable or too
+    slow, so the answer is 503 dependency_unavailable rather than 500. Integrity and data
+    errors are the request's or the code's, never an outage."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, IntegrityError | asyncpg.IntegrityConstraintViolationError):
+            return False
+        if isinstance(current, _UNAVAILABLE):
+            return True
+        # asyncpg's connect to several addresses raises a bare OSError naming them all.
+        if type(current) is OSError:
+            return True
+        if isinstance(current, asyncpg.InterfaceError) and "connection is closed" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def placeholders(conn: BaseDBAsyncClient, n: int) -> list[str]:
@@ -84,7 +189,12 @@ async def open_db(settings: Settings) -> TortoiseContext:
     ctx = TortoiseContext()
     token = _current_context.set(ctx)
     try:
-        await ctx.init(config=tortoise_config(settings.database_url), _enable_global_fallback=True)
+        config = tortoise_config(
+            settings.database_url,
+            connect_timeout_s=settings.db_connect_timeout_s,
+            statement_timeout_s=settings.db_statement_timeout_s,
+        )
+        await ctx.init(config=config, _enable_global_fallback=True)
     finally:
         _current_context.reset(token)
     return ctx

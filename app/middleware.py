@@ -12,7 +12,16 @@ from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import BodyTooLarge, HeadersTooLarge, InternalError, Problem, problem_response
+from app.db import unavailable_error
+from app.errors import (
+    BodyTooLarge,
+    DependencyUnavailable,
+    HeadersTooLarge,
+    InternalError,
+    Problem,
+    problem_response,
+)
+from app.http import route_template
 from app.logs import redact, write_access_line
 from app.metrics import Metrics
 
@@ -95,7 +104,17 @@ class PlatformMiddleware:
                 await self.app(scope, receive, send_with_id)
         except Exception as exc:
             problem = exc if isinstance(exc, Problem) else InternalError()
-            if not isinstance(exc, Problem):
+            if not isinstance(exc, Problem) and unavailable_error(exc):
+                # The database is down, black-holed or overloaded: 503, not a bug's 500.
+                problem = DependencyUnavailable("the database did not answer in time")
+                error_log.warning(
+                    "database unavailable (%s) on %s %s",
+                    type(exc).__name__,
+                    scope["method"],
+                    _route(scope),
+                    extra={"fields": {"request_id": request_id}},
+                )
+            elif not isinstance(exc, Problem):
                 error_log.error(
                     "unhandled %s on %s %s",
                     type(exc).__name__,
@@ -147,4 +166,12 @@ def _route(scope: Scope) -> str:
     # The route template, never the raw path: raw paths carry ids and explode label sets.
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "<unmatched>"
+    if not isinstance(path, str):
+        return "<unmatched>"
+    template = _TEMPLATES.get(path)
+    if template is None:
+        template = _TEMPLATES[path] = route_template(path)
+    return template
+
+
+_TEMPLATES: dict[str, str] = {}  # route path -> template; one entry per route

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 APP_ENVS = ("dev", "test", "production")
 SMS_BACKENDS = ("console", "sandbox")
 PAYMENT_PROVIDERS = ("sandbox",)
 LOG_FORMATS = ("json", "text")
+N = TypeVar("N", int, float)
 
 
 class SettingsError(ValueError):
@@ -40,6 +41,10 @@ class Settings:
     # Run the worker loop (outbox, retries, purge) inside the server process:
     # right for the embedded one-process setup, off when `suishen worker` runs apart.
     embedded_worker: bool = True
+    # PostgreSQL: a new connection must be made within DB_CONNECT_TIMEOUT_S, a statement
+    # is cancelled after DB_STATEMENT_TIMEOUT_S; past them a request answers 503.
+    db_connect_timeout_s: float = 3.0
+    db_statement_timeout_s: float = 5.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -75,6 +80,10 @@ class Settings:
             kv_prefix=env.get("KV_PREFIX", cls.kv_prefix),
             public_base_url=env.get("PUBLIC_BASE_URL", cls.public_base_url),
             embedded_worker=env.get("EMBEDDED_WORKER", "1") not in ("0", "false", "no"),
+            db_connect_timeout_s=_float(env, "DB_CONNECT_TIMEOUT_S", cls.db_connect_timeout_s),
+            db_statement_timeout_s=_float(
+                env, "DB_STATEMENT_TIMEOUT_S", cls.db_statement_timeout_s
+            ),
             extra={k: v for k, v in env.items() if k.startswith("SUISHEN_")},
         )
         settings.validate()
@@ -98,6 +107,12 @@ class Settings:
             problems.append("PORT must be between 1 and 65535")
         if self.workers < 1:
             problems.append("WORKERS must be at least 1")
+        for name, value in (
+            ("DB_CONNECT_TIMEOUT_S", self.db_connect_timeout_s),
+            ("DB_STATEMENT_TIMEOUT_S", self.db_statement_timeout_s),
+        ):
+            if not 0 < value <= 600:
+                problems.append(f"{name} must be a number of seconds above 0 and at most 600")
         if self.log_format not in LOG_FORMATS:
             problems.append(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
         if self.workers > 1 and self.redis_url is None:
@@ -124,13 +139,23 @@ class Settings:
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _number(env, name, default, int, "an integer")
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    return _number(env, name, default, float, "a number")
+
+
+def _number(
+    env: Mapping[str, str], name: str, default: N, parse: Callable[[str], N], what: str
+) -> N:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return parse(raw)
     except ValueError:
-        raise SettingsError(f"invalid configuration:\n  - {name} must be an integer") from None
+        raise SettingsError(f"invalid configuration:\n  - {name} must be {what}") from None
 
 
 def int_knob(
