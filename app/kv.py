@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from app.errors import DependencyUnavailable
@@ -132,6 +133,27 @@ return {1, count + 1, 0}
 """
 
 
+class _FreshConnectionPool(aioredis.BlockingConnectionPool):
+    """A blocking pool that never hands out a connection already known to be dead.
+
+    redis-py notices a pooled connection the server closed politely (EOF), but not one
+    that was reset (RST: Redis restarted, a proxy or the network dropped it): asyncio
+    keeps the reset as the reader's exception, not as EOF, so the next command would be
+    written into a dead socket and fail. Each such connection would fail one request
+    after Redis is back; here it is replaced before any command is sent on it."""
+
+    async def ensure_connection(self, connection: Any) -> None:
+        reader = getattr(connection, "_reader", None)
+        writer = getattr(connection, "_writer", None)
+        if reader is not None and (
+            reader.exception() is not None
+            or reader.at_eof()
+            or (writer is not None and writer.transport.is_closing())
+        ):
+            await connection.disconnect()
+        await super().ensure_connection(connection)
+
+
 class RedisStore:
     """`KeyValueStore` over redis.asyncio (single node, or Redis Cluster)."""
 
@@ -156,7 +178,7 @@ class RedisStore:
             RedisCluster.from_url(url, **options)
             if cluster
             else aioredis.Redis.from_pool(
-                aioredis.BlockingConnectionPool.from_url(
+                _FreshConnectionPool.from_url(
                     url,
                     max_connections=max_connections,
                     timeout=timeout_s,
@@ -173,9 +195,20 @@ class RedisStore:
     def client(self) -> Any:
         return self._client
 
-    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def _call(
+        self, fn: Callable[..., Any], *args: Any, safe: bool = False, **kwargs: Any
+    ) -> Any:
+        """Run one command. A `safe` one (running it twice has the effect of once) is
+        retried once on a broken connection, on a fresh one; a command that may have
+        been applied before its connection broke (SET NX, INCR, scripts) is not, and
+        neither is one that timed out, so a Redis that is really gone fails as fast."""
         try:
-            return await fn(*args, **kwargs)
+            try:
+                return await fn(*args, **kwargs)
+            except RedisConnectionError as exc:
+                if not safe or isinstance(exc.__cause__, TimeoutError):
+                    raise  # not repeatable, or the pool had no free connection in time
+                return await fn(*args, **kwargs)
         except ResponseError:
             # Redis answered: a wrong type or a failing script is a bug, not an outage.
             raise
@@ -183,11 +216,11 @@ class RedisStore:
             raise DependencyUnavailable("the key-value store (Redis) did not answer") from exc
 
     async def get(self, key: str) -> bytes | None:
-        result: bytes | None = await self._call(self._client.get, key)
+        result: bytes | None = await self._call(self._client.get, key, safe=True)
         return result
 
     async def set(self, key: str, value: Value, ttl_ms: int | None = None) -> None:
-        await self._call(self._client.set, key, _b(value), px=ttl_ms)
+        await self._call(self._client.set, key, _b(value), px=ttl_ms, safe=True)
 
     async def set_if_absent(self, key: str, value: Value, ttl_ms: int) -> bool:
         return bool(await self._call(self._client.set, key, _b(value), px=ttl_ms, nx=True))
@@ -198,14 +231,14 @@ class RedisStore:
         # One DEL per key keeps Redis Cluster happy when keys sit in different slots.
         total = 0
         for key in keys:
-            total += int(await self._call(self._client.delete, key))
+            total += int(await self._call(self._client.delete, key, safe=True))
         return total
 
     async def incr(self, key: str, amount: int = 1, ttl_ms: int | None = None) -> int:
         return int(await self._call(self._incr, keys=[key], args=[amount, ttl_ms or 0]))
 
     async def ttl_ms(self, key: str) -> int | None:
-        ttl = int(await self._call(self._client.pttl, key))
+        ttl = int(await self._call(self._client.pttl, key, safe=True))
         return ttl if ttl >= 0 else None
 
     async def eval(self, script: AtomicScript, keys: Sequence[str], args: Sequence[Value]) -> Any:
@@ -224,7 +257,7 @@ class RedisStore:
         return WindowResult(bool(allowed), int(count), int(retry))
 
     async def ping(self) -> None:
-        await self._call(self._client.ping)
+        await self._call(self._client.ping, safe=True)
 
     async def close(self) -> None:
         await self._client.aclose()
