@@ -4,17 +4,24 @@ Same key + same request  -> the stored response is replayed (kept 24 h).
 Same key + other request -> 422 idempotency_key_reused.
 Same key while the first is still running -> 409 request_in_progress.
 
-A request is recorded `in_progress` under a lease before the action runs. If the process
-dies mid-action the lease runs out and a retry takes the key over, so the action itself
-must be safe to run again (domain operations are keyed by their natural ids as well).
-Outcomes the client caused (4xx problems except 429) are stored and replayed like
-successes; server-side failures release the key so a retry runs the action afresh.
+A request is recorded `in_progress` under a short lease (LEASE) before the action runs,
+and the running request renews it every RENEW_EVERY while the action lasts, so a live
+request holds its key however long it takes (a duplicate meanwhile gets 409). If the
+process dies mid-action the renewals stop, the lease runs out within LEASE and a retry
+takes the key over: a client retrying after a crash is answered within seconds. The
+action itself must be safe to run again (domain operations are keyed by their natural
+ids as well). Outcomes the client caused (4xx problems except 429) are stored and
+replayed like successes; server-side failures release the key so a retry runs the action
+afresh (when the database itself is unreachable the lease releases it instead).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,12 +32,17 @@ from starlette.responses import Response
 from tortoise.exceptions import IntegrityError
 
 from app.context import AppContext
+from app.db import unavailable_error
 from app.errors import IdempotencyKeyReused, Problem, RequestInProgress, ValidationFailed
 from app.http import json_response
 from app.models import IdempotencyRecord
 
 RETENTION = timedelta(hours=24)
-LEASE = timedelta(seconds=30)
+# A crashed holder blocks its key for at most LEASE; a live one renews every RENEW_EVERY,
+# so only an event loop stalled for LEASE - RENEW_EVERY could lose a lease it still needs.
+LEASE = timedelta(seconds=6)
+RENEW_EVERY = timedelta(seconds=2)
+log = logging.getLogger("suishen.idempotency")
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 
@@ -84,19 +96,56 @@ async def run_idempotent(
     record = await _claim(ctx, owner, key, request_hash)
     if isinstance(record, StoredResponse):
         return record
+    keeper = asyncio.ensure_future(_hold_lease(ctx, record))
     try:
-        outcome = await action()
+        try:
+            outcome = await action()
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
     except Problem as problem:
         if problem.status >= 500 or problem.status == 429:
-            await record.delete()
+            await _release(record, problem)
             raise
         await _finish(record, problem.status, problem.body())
         raise
-    except BaseException:
-        await record.delete()
+    except BaseException as exc:
+        await _release(record, exc)
         raise
     await _finish(record, outcome.status, outcome.body)
     return outcome
+
+
+async def _hold_lease(ctx: AppContext, record: IdempotencyRecord) -> None:
+    """Renew the running request's lease until cancelled. Each renewal is conditional on
+    the lease being the one this request last set, so it never extends a retry's lease
+    after a takeover."""
+    held = record.locked_until
+    while True:
+        await asyncio.sleep(RENEW_EVERY.total_seconds())
+        until = ctx.clock.now() + LEASE
+        try:
+            renewed = await IdempotencyRecord.filter(
+                id=record.id, state="in_progress", locked_until=held
+            ).update(locked_until=until)
+        except Exception:  # noqa: S112 (the database hiccupped: try again next tick)
+            continue
+        if not renewed:
+            return  # taken over: this request stalled past its lease
+        held = record.locked_until = until
+
+
+async def _release(record: IdempotencyRecord, cause: BaseException) -> None:
+    """Free the key after a server-side failure so a retry runs the action afresh. When
+    the database is what failed, deleting would only wait for it again: the lease frees
+    the key instead. A failed release never hides the failure that caused it."""
+    if unavailable_error(cause):
+        return
+    try:
+        await record.delete()
+    except Exception as exc:
+        log.warning("Idempotency-Key not released (%s); its lease frees it", type(exc).__name__)
 
 
 async def _finish(record: IdempotencyRecord, status: int, body: Any) -> None:

@@ -13,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.clock import FrozenClock
+from app import idempotency
+from app.clock import FrozenClock, SystemClock
 from app.context import app_context
 from app.domain import Domain
 from app.domains import load_domains
@@ -150,3 +151,24 @@ async def test_key_expires_after_24_hours(env, clock: FrozenClock) -> None:
     response = await post(client, "k6", {"amount_fen": 4})
     assert response.status_code == 201
     assert ledger.applied == [3, 4]
+
+
+async def test_a_live_request_keeps_its_key_past_the_lease(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease is short so a crashed holder frees its key within seconds; a live one
+    renews it, so a duplicate sent after the first lease ran out still gets 409."""
+    monkeypatch.setattr(idempotency, "LEASE", timedelta(seconds=0.6))
+    monkeypatch.setattr(idempotency, "RENEW_EVERY", timedelta(seconds=0.2))
+    application = create_app(settings, clock=SystemClock(), domains=[*load_domains(), PROBE])
+    ledger = Ledger()
+    application.state.probe_ledger = ledger
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            first = asyncio.create_task(post(client, "k7", {"amount_fen": 9, "delay_s": 1.5}))
+            await asyncio.sleep(1.0)
+            duplicate = await post(client, "k7", {"amount_fen": 9, "delay_s": 1.5})
+            assert duplicate.status_code == 409, duplicate.text
+            assert (await first).status_code == 201
+    assert ledger.applied == [9]
