@@ -57,7 +57,7 @@ class IdConvertor(Convertor[str]):
     """A path segment that is one of our ids: a route whose id is too long, empty or made
     of other characters does not match (404), so no lookup ever sees it."""
 
-    regex = f"[A-Za-z0-9_\\-]{{1,{ID_MAX}}}"
+    regex = f"[A-Za-z0-9_.:\\-]{{1,{ID_MAX}}}"
     max_length = ID_MAX
 
     def convert(self, value: str) -> str:
@@ -70,10 +70,16 @@ class IdConvertor(Convertor[str]):
 class LongIdConvertor(IdConvertor):
     """Subject ids and ids a client chose (scan_id), up to 64 characters."""
 
-    regex = f"[A-Za-z0-9_\\-]{{1,{LONG_ID_MAX}}}"
+    regex = f"[A-Za-z0-9_.:\\-]{{1,{LONG_ID_MAX}}}"
     max_length = LONG_ID_MAX
 
 
+def route_template(path: str) -> str:
+    """What clients, logs and metrics call a route: `{venue_id:id}` shows as `{venue_id}`."""
+    return _CONVERTOR_SUFFIX.sub(r"{\1}", path)
+
+
+_CONVERTOR_SUFFIX = re.compile(r"{(\w+):\w+}")
 register_url_convertor("id", IdConvertor())
 register_url_convertor("longid", LongIdConvertor())
 

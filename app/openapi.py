@@ -22,7 +22,7 @@ from app.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from app.http import EndpointSpec, IdConvertor
+from app.http import EndpointSpec, IdConvertor, route_template
 
 _REF = "#/components/schemas/{model}"
 
@@ -116,7 +116,9 @@ def build_openapi(routes: Sequence[BaseRoute], *, title: str, version: str) -> d
 
     paths: dict[str, dict[str, Any]] = {}
     for route, method, spec in specs:
-        paths.setdefault(route.path, {})[method] = _operation(route, method, spec, ref)
+        paths.setdefault(route_template(route.path), {})[method] = _operation(
+            route, method, spec, ref
+        )
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},

@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, StringConstraints
 
 # What our generated ids and client-chosen ids (scan_id, charge_id, ...) are made of.
-ID_CHARS = r"^[A-Za-z0-9_\-]+$"
+ID_CHARS = r"^[A-Za-z0-9_.:\-]+$"
 ID_MAX = 40  # server-made ids: prefix + random part; every id column is at least this wide
 LONG_ID_MAX = 64  # subject ids and ids a client chooses (scan_id, charge_id, refund_id)
 

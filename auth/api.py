@@ -12,11 +12,13 @@ from auth.clients import ClientCredentials, create_client
 from auth.errors import IdentityRequired
 from auth.principal import Principal
 from auth.residents import SubjectProfile, subject_for_request, subject_profile
+from auth.schemas import SubjectId
 
 __all__ = [
     "ClientCredentials",
     "IdentityRequired",
     "Principal",
+    "SubjectId",
     "SubjectProfile",
     "create_client",
     "require",

@@ -3,9 +3,56 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from app.types import ID_CHARS, Id
+
+# What the service accepts, stated in /openapi.json so generated clients and fuzzers build
+# only requests that pass. The service normalises more (spaces, dashes, a 0086 prefix).
+PHONE_PATTERN = r"^(\+86)?1[3-9][0-9]{9}$"
+ID_NUMBER_PATTERN = (
+    r"^(1[1-5]|2[1-3]|3[1-7]|4[1-6]|5[0-4]|6[1-5]|71|8[1-3])[0-9]{4}"  # province, area
+    r"(19[0-9]{2}|20[01][0-9]|202[0-5])(0[1-9]|1[0-2])(0[1-9]|1[0-9]|2[0-8])"  # birth date
+    r"[0-9]{3}[0-9X]$"  # sequence, check digit
+)
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff"
+NAME_PATTERN = f"^([{_CJK}]{{2,15}}(·[{_CJK}]{{1,10}})?|[A-Za-z]{{2,14}}( [A-Za-z]{{1,14}})?)$"
+
+SUBJECT_ID_MAX = 32  # auth_subject.id
+SubjectId = Annotated[
+    str, StringConstraints(min_length=1, max_length=SUBJECT_ID_MAX, pattern=ID_CHARS)
+]
+Phone = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=32,
+        description="A mainland mobile number, 13812345678 or +8613812345678",
+        json_schema_extra={"pattern": PHONE_PATTERN},
+    ),
+]
+IdNumber = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=32,
+        description="18-character PRC resident ID: region, birth date, sequence, and the "
+        "ISO 7064 MOD 11-2 check digit (refused with id_number_invalid when it is wrong)",
+        json_schema_extra={"pattern": ID_NUMBER_PATTERN},
+    ),
+]
+PersonName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        description="2-30 characters: Chinese characters (with · between name parts) or "
+        "Latin letters",
+        json_schema_extra={"pattern": NAME_PATTERN},
+    ),
+]
 
 Relation = Literal["child", "parent", "spouse", "other"]
 ClientKind = Literal["gate", "hospital", "authority", "operator", "admin"]
@@ -16,7 +63,7 @@ class _Body(BaseModel):
 
 
 class OtpRequest(_Body):
-    phone: str = Field(min_length=1, max_length=32)
+    phone: Phone
 
 
 class OtpSent(BaseModel):
@@ -29,8 +76,8 @@ class OtpSent(BaseModel):
 
 
 class LoginRequest(_Body):
-    phone: str = Field(min_length=1, max_length=32)
-    otp: str = Field(min_length=1, max_length=16)
+    phone: Phone
+    otp: str = Field(min_length=1, max_length=16, json_schema_extra={"pattern": "^[0-9]{6}$"})
 
 
 class TokenPair(BaseModel):
@@ -51,7 +98,7 @@ class LoggedOut(BaseModel):
 
 class ClientTokenRequest(_Body):
     grant_type: str = Field(min_length=1, max_length=64)
-    client_id: str = Field(min_length=1, max_length=64)
+    client_id: Id
     client_secret: str = Field(min_length=1, max_length=256)
 
 
@@ -64,7 +111,7 @@ class ClientToken(BaseModel):
 
 class ClientCreate(_Body):
     kind: ClientKind
-    tenant_id: str | None = Field(default=None, min_length=1, max_length=64)
+    tenant_id: Id | None = None
 
 
 class ClientCredentialsOut(BaseModel):
@@ -84,13 +131,13 @@ class ClientOut(BaseModel):
 
 
 class IdentityRequest(_Body):
-    name: str = Field(min_length=1, max_length=64)
-    id_number: str = Field(min_length=1, max_length=32)
+    name: PersonName
+    id_number: IdNumber
 
 
 class DependentRequest(_Body):
-    name: str = Field(min_length=1, max_length=64)
-    id_number: str = Field(min_length=1, max_length=32)
+    name: PersonName
+    id_number: IdNumber
     relation: Relation
     consent_code: str | None = Field(
         default=None,

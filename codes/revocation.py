@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 
 from app.context import AppContext
-from app.errors import Forbidden, NotFound
+from app.errors import Forbidden, NotFound, ValidationFailed
 from auth.api import Principal, scopes, subject_for_request, subject_profile
 from codes import store
 from codes.config import PURPOSE, CodesRuntime
@@ -68,9 +68,20 @@ async def revoke_codes(ctx: AppContext, subject_id: str, *, actor: str) -> Revoc
 async def revoke_as(
     ctx: AppContext, principal: Principal, *, dependent_id: str | None, subject_id: str | None
 ) -> Revocation:
-    """A resident revokes their own (or a dependent's) codes; an admin names the subject."""
+    """A resident revokes their own (or a dependent's) codes; an admin names the subject.
+
+    A resident may name the subject as `subject_id` too, but only themselves or someone they
+    guard (404 otherwise): never silently their own codes in place of someone else's."""
     if principal.is_resident:
-        target = await subject_for_request(principal, dependent_id)
+        named = subject_id if subject_id is not None else dependent_id
+        if subject_id is not None and dependent_id not in (None, subject_id):
+            raise ValidationFailed(
+                [{"field": "subject_id", "message": "names another subject than dependent_id",
+                  "type": "conflict"}]
+            )  # fmt: skip
+        if named is not None and named == principal.subject_id:
+            named = None
+        target = await subject_for_request(principal, named)
     elif principal.has(scopes.ADMIN):
         if subject_id is None:
             raise SubjectRequired()

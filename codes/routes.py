@@ -270,7 +270,7 @@ routes = [
     Route("/v1/codes/revoke", post_revoke, methods=["POST"]),
     Route("/v1/codes/revocations", get_revocations, methods=["GET"]),
     Route("/v1/health-status:batch", post_status_batch, methods=["POST"]),
-    Route("/v1/health-status/{subject_id}", put_status, methods=["PUT"]),
-    Route("/v1/health-status/{subject_id}", get_status, methods=["GET"]),
-    Route("/v1/health-status/{subject_id}/history", get_status_history, methods=["GET"]),
+    Route("/v1/health-status/{subject_id:longid}", put_status, methods=["PUT"]),
+    Route("/v1/health-status/{subject_id:longid}", get_status, methods=["GET"]),
+    Route("/v1/health-status/{subject_id:longid}/history", get_status_history, methods=["GET"]),
 ]

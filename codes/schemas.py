@@ -7,8 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.types import Cursor, Instant, LongId
+from auth.api import SubjectId
+
 Status = Literal["green", "yellow", "red"]
-SubjectId = str
 
 
 class _In(BaseModel):
@@ -16,7 +18,7 @@ class _In(BaseModel):
 
 
 class CodeQuery(_In):
-    dependent_id: str | None = Field(default=None, max_length=64)
+    dependent_id: SubjectId | None = None
     format: Literal["json", "png", "svg"] | None = None
 
 
@@ -74,8 +76,10 @@ class VerifyOut(BaseModel):
 
 
 class RevokeIn(_In):
-    dependent_id: str | None = Field(default=None, max_length=64)
-    subject_id: str | None = Field(default=None, max_length=64, description="admins only")
+    dependent_id: SubjectId | None = None
+    subject_id: SubjectId | None = Field(
+        default=None, description="An admin names any subject; a resident only a dependent"
+    )
 
 
 class RevokeOut(BaseModel):
@@ -84,7 +88,7 @@ class RevokeOut(BaseModel):
 
 
 class RevocationsQuery(_In):
-    since: int = Field(default=0, ge=0, description="The `next_cursor` of the last page")
+    since: Cursor = Field(default=0, description="The `next_cursor` of the last page")
     limit: int = Field(default=1000, ge=1, le=5000)
 
 
@@ -109,11 +113,11 @@ class RevocationsOut(BaseModel):
 class StatusIn(_In):
     status: Status
     reason: str = Field(min_length=1, max_length=500)
-    valid_until: datetime | None = None
+    valid_until: Instant | None = None
 
 
 class StatusEntryIn(StatusIn):
-    subject_id: SubjectId = Field(min_length=1, max_length=64)
+    subject_id: LongId
 
 
 class StatusBatchIn(_In):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
+
+from app.types import Day
 
 Fen = int
 MAX_FEN = 10**12
@@ -32,7 +34,8 @@ class HospitalOut(BaseModel):
 
 
 class WebhookIn(_In):
-    url: AnyHttpUrl
+    # The column holds 500; the normalised URL can grow a little (a trailing slash).
+    url: Annotated[AnyHttpUrl, UrlConstraints(max_length=480)]
     rotate_secret: bool = False
 
 
@@ -202,7 +205,7 @@ class PayIn(_In):
 
 
 class StatementQuery(_In):
-    date: date
+    date: Day
     format: Literal["json", "csv"] | None = None
 
 

@@ -145,7 +145,7 @@ class Machine:
 async def machine(
     client: httpx.AsyncClient, ctx: AppContext, kind: str, tenant_id: str | None = None
 ) -> Machine:
-    """A machine client of `kind` (created through auth.service.create_client) holding an
+    """A machine client of `kind` (created through auth.api.create_client) holding an
     access token from the client-credentials grant."""
     creds = await create_client(ctx, kind, tenant_id, actor="tests")
     response = await client.post(

@@ -75,6 +75,30 @@ async def test_guardian_revokes_a_dependents_codes(
     assert (await verdict(client, gate, own))["valid"] is True
 
 
+async def test_a_resident_naming_another_subject_revokes_nothing_of_theirs(
+    client: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    # Naming someone else once returned 200 and revoked the caller's own codes.
+    parent, stranger = await resident(client, ctx), await resident(client, ctx)
+    child = await add_dependent(client, parent)
+    gate = await machine(client, ctx, "gate", "venue-1")
+    own, theirs = await code_of(client, parent), await code_of(client, stranger)
+    assert stranger.subject_id is not None and parent.subject_id is not None
+    refused = await revoke(client, parent, subject_id=stranger.subject_id)
+    assert refused.status_code == 404, refused.text
+    assert (await verdict(client, gate, own))["valid"] is True
+    assert (await verdict(client, gate, theirs))["valid"] is True
+    # A dependent named as subject_id is honoured; so is the resident's own subject id.
+    child_code = await code_of(client, parent, dependent_id=child)
+    assert (await revoke(client, parent, subject_id=child)).status_code == 200
+    assert (await verdict(client, gate, child_code))["reason"] == "code_revoked"
+    mine = await code_of(client, parent)
+    assert (await revoke(client, parent, subject_id=parent.subject_id)).status_code == 200
+    assert (await verdict(client, gate, mine))["reason"] == "code_revoked"
+    both = await revoke(client, parent, subject_id=parent.subject_id, dependent_id=child)
+    assert both.status_code == 422
+
+
 async def test_admin_revokes_a_named_subject(client: httpx.AsyncClient, ctx: AppContext) -> None:
     who = await resident(client, ctx)
     admin = await machine(client, ctx, "admin")
