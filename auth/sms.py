@@ -36,7 +36,10 @@ class ConsoleSms:
     async def send_otp(self, phone: str, code: str, *, ttl_s: int, now: datetime) -> None:
         log.info("OTP sent to %s via console", mask_phone(phone))
         if self.print_codes:
-            print(f"[sms console] {phone}: {otp_text(code, ttl_s)}", file=sys.stdout, flush=True)
+            # The developer needs the code, not the number: a terminal is often shared
+            # (screen sharing, CI logs), so only the last four digits say whose it was.
+            shown = "*" * 7 + phone[-4:]
+            print(f"[sms console] {shown}: {otp_text(code, ttl_s)}", file=sys.stdout, flush=True)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ against the injected clock rather than PyJWT's wall clock.
 
 from __future__ import annotations
 
+import base64
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,11 @@ LEEWAY = timedelta(seconds=10)
 VERIFICATION_WINDOW = ACCESS_TTL + LEEWAY
 # The `knd` claim's values; a dict lookup, as every authenticated request makes it.
 _KINDS: dict[str, PrincipalKind] = {kind.value: kind for kind in PrincipalKind}
+# ECDSA signatures are malleable: (r, s) and (r, n - s) both verify. Only the low-S form is
+# accepted, so one token has one encoding (token memos, revocation lists and logs rely on
+# the string); ours are normalised when issued.
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_HALF_ORDER = _P256_ORDER // 2
 
 
 class TokenRejected(Exception):
@@ -76,7 +82,30 @@ def issue(
     if generation is not None:
         claims["gen"] = generation
     token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
-    return IssuedToken(token, jti, int(ACCESS_TTL.total_seconds()), scope)
+    return IssuedToken(_low_s(token), jti, int(ACCESS_TTL.total_seconds()), scope)
+
+
+def _b64url_decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def _signature_s(token: str) -> int | None:
+    """The S half of an ES256 JWS signature (raw r || s, 32 bytes each), None if malformed."""
+    try:
+        raw = _b64url_decode(token.rsplit(".", 1)[1])
+    except (IndexError, ValueError):
+        return None
+    return int.from_bytes(raw[32:], "big") if len(raw) == 64 else None
+
+
+def _low_s(token: str) -> str:
+    head, sig = token.rsplit(".", 1)
+    raw = _b64url_decode(sig)
+    s = int.from_bytes(raw[32:], "big")
+    if s <= _HALF_ORDER:
+        return token
+    low = raw[:32] + (_P256_ORDER - s).to_bytes(32, "big")
+    return f"{head}.{base64.urlsafe_b64encode(low).rstrip(b'=').decode()}"
 
 
 @dataclass(frozen=True)
@@ -97,6 +126,7 @@ def _verified_claims(
         raise TokenRejected("malformed") from None
     if header.get("alg") != ALGORITHM:
         raise TokenRejected("algorithm_not_allowed")
+
     kid = header.get("kid")
     if not isinstance(kid, str):
         raise TokenRejected("unknown_key")
@@ -126,6 +156,9 @@ def _verified_claims(
         raise TokenRejected("signature_invalid") from None
     except jwt.PyJWTError:
         raise TokenRejected("malformed") from None
+    s = _signature_s(token)
+    if s is None or s > _HALF_ORDER:
+        raise TokenRejected("signature_not_canonical")
     return kid, claims
 
 

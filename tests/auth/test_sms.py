@@ -17,7 +17,9 @@ async def test_console_prints_the_code_in_dev_and_logs_only_a_masked_phone(
 ) -> None:
     caplog.set_level(logging.INFO, logger="suishen.auth.sms")
     await ConsoleSms(print_codes=True).send_otp("+8613812345678", "482913", ttl_s=300, now=NOW)
-    assert "482913" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "482913" in printed and "*******5678" in printed
+    assert "1381234" not in printed  # the full number never reaches the terminal
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "138****5678" in logged and "482913" not in logged and "13812345678" not in logged
 

@@ -136,6 +136,38 @@ async def test_tampered_claims_break_the_signature(
     assert_rejected(await me(client, tampered), "signature_invalid")
 
 
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def signature_s(token: str) -> int:
+    sig = token.rsplit(".", 1)[1]
+    return int.from_bytes(base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))[32:], "big")
+
+
+async def test_the_high_s_twin_of_a_valid_token_is_rejected(
+    client: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    # (r, n - s) verifies under ECDSA as well as (r, s): a second spelling of one token.
+    tokens_seen = [(await resident(client, ctx)).token for _ in range(6)]
+    assert all(signature_s(t) <= P256_ORDER // 2 for t in tokens_seen), "issued in low-S form"
+    token = tokens_seen[0]
+    head, sig = token.rsplit(".", 1)
+    raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    twin_sig = raw[:32] + (P256_ORDER - int.from_bytes(raw[32:], "big")).to_bytes(32, "big")
+    twin = f"{head}.{b64(twin_sig)}"
+    ctx_key = ctx.keys.signing["tokens"].active().private_key.public_key()
+    signing_input = head.encode()
+    r, s = int.from_bytes(twin_sig[:32], "big"), int.from_bytes(twin_sig[32:], "big")
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    # The twin is a mathematically valid signature ...
+    ctx_key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hashes.SHA256()))
+    # ... which the server refuses.
+    assert_rejected(await me(client, twin), "signature_not_canonical")
+    assert (await me(client, token)).status_code == 200
+
+
 async def test_expired_token_is_rejected(
     client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
 ) -> None:
