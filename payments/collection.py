@@ -9,9 +9,11 @@ A bill lock is never held while an account is locked, so PostgreSQL sees no lock
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from app.context import AppContext
@@ -33,13 +35,54 @@ from payments.states import (
 )
 from payments.store import bill_event, emit, new_id, post_transfer
 
+# A pending collection belongs to whoever last leased it; the holder renews the lease while
+# it waits for the provider. A crashed holder stops renewing, so the worker's resume job
+# (every few seconds) takes it over within LEASE, never two minutes later.
+LEASE = timedelta(seconds=6)
+RENEW_EVERY = 2.0  # seconds
+
+
+async def claim_collection(collection_id: str, now: datetime) -> bool:
+    """Take over a pending collection whose lease ran out (one caller wins)."""
+    taken = (
+        await Collection.filter(id=collection_id, status=CollectionStatus.PENDING)
+        .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
+        .update(leased_until=now + LEASE)
+    )
+    return bool(taken)
+
+
+async def _keep_lease(ctx: AppContext, collection_id: str) -> None:
+    while True:
+        await asyncio.sleep(RENEW_EVERY)
+        await Collection.filter(id=collection_id, status=CollectionStatus.PENDING).update(
+            leased_until=ctx.clock.now() + LEASE
+        )
+
 
 async def run_collection(ctx: AppContext, collection: Collection) -> Collection:
-    """Call the provider under the collection's key and record the answer.
+    """Call the provider under the collection's key and record the answer. The caller holds
+    the collection's lease (it created or claimed it); it is renewed while the call lasts.
 
     Timeouts are retried (same key, so at most one movement of money) up to the configured
-    attempts; still unanswered, the collection stays `pending` for the worker to resume.
+    attempts; still unanswered, the collection is left to the worker, which asks again
+    after `SUISHEN_COLLECTION_RESUME_SECONDS`.
     """
+    rt = ctx.runtime(PaymentsRuntime)
+    keeper = asyncio.ensure_future(_keep_lease(ctx, collection.id))
+    try:
+        result = await _ask_provider(ctx, collection)
+    finally:
+        keeper.cancel()
+    if result is None:
+        await Collection.filter(id=collection.id, status=CollectionStatus.PENDING).update(
+            leased_until=ctx.clock.now() + rt.config.resume_after
+        )
+        return collection
+    return await record_collection(ctx, collection.id, result.succeeded, result.reason)
+
+
+async def _ask_provider(ctx: AppContext, collection: Collection) -> ProviderResult | None:
     rt = ctx.runtime(PaymentsRuntime)
     result: ProviderResult | None = None
     for _ in range(rt.config.provider_attempts):
@@ -58,9 +101,7 @@ async def run_collection(ctx: AppContext, collection: Collection) -> Collection:
             break
         except ProviderTimeout:
             continue
-    if result is None:
-        return collection
-    return await record_collection(ctx, collection.id, result.succeeded, result.reason)
+    return result
 
 
 async def record_collection(
@@ -157,6 +198,7 @@ async def new_collection(
         payment_method=payment_method,
         status=CollectionStatus.PENDING,
         created_at=now,
+        leased_until=now + LEASE,  # the creator calls the provider next
     )
 
 

@@ -26,7 +26,7 @@ class PaymentsConfig:
         timedelta(hours=24),
     )
     overdue_after: timedelta = timedelta(days=15)
-    # A `collecting` bill older than this is taken to be orphaned by a crash and resumed.
+    # How long a collection the provider did not answer waits before the worker asks again.
     resume_after: timedelta = timedelta(seconds=60)
     provider_attempts: int = 2  # calls per collection before leaving it to the worker
     webhook_backoff: timedelta = timedelta(seconds=10)

@@ -192,6 +192,9 @@ class Collection(Model):
     reason = fields.CharField(max_length=64, null=True)
     created_at = fields.DatetimeField()
     resolved_at = fields.DatetimeField(null=True)
+    # While pending: nobody else calls the provider for it before this time. A live caller
+    # renews it; a crashed one stops, so the worker resumes it within seconds.
+    leased_until = fields.DatetimeField(null=True)
 
     class Meta:
         table = "payments_collections"

@@ -7,11 +7,12 @@ every change re-reads its row under a lock, and provider calls reuse the collect
 
 from __future__ import annotations
 
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from app.context import AppContext
 from payments import webhooks
-from payments.collection import run_collection, start_collection
+from payments.collection import claim_collection, run_collection, start_collection
 from payments.config import PaymentsRuntime
 from payments.credit import refresh_account_status
 from payments.errors import PaymentInProgress
@@ -45,16 +46,22 @@ async def auto_close_stale(ctx: AppContext) -> int:
 async def resume_collections(ctx: AppContext) -> int:
     """Finish collections a crash or a timeout left unanswered (same key: no double move).
 
-    This is the resume path: a collection still `pending` (its bill `collecting`) after
-    `SUISHEN_COLLECTION_RESUME_SECONDS` is taken to be orphaned and run again.
+    This is the resume path: a collection still `pending` (its bill `collecting`) whose
+    lease ran out has no live caller (it crashed, or the provider did not answer and
+    `SUISHEN_COLLECTION_RESUME_SECONDS` passed); the first worker to claim it asks again.
     """
-    cutoff = ctx.clock.now() - ctx.runtime(PaymentsRuntime).config.resume_after
-    orphans = await Collection.filter(
-        status=CollectionStatus.PENDING, created_at__lte=cutoff
-    ).limit(200)
+    now = ctx.clock.now()
+    orphans = (
+        await Collection.filter(status=CollectionStatus.PENDING)
+        .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
+        .limit(200)
+    )
+    resumed = 0
     for collection in orphans:
-        await run_collection(ctx, collection)
-    return len(orphans)
+        if await claim_collection(collection.id, now):
+            await run_collection(ctx, collection)
+            resumed += 1
+    return resumed
 
 
 async def retry_collections(ctx: AppContext) -> int:
@@ -95,7 +102,8 @@ async def mark_overdue(ctx: AppContext) -> int:
 
 
 async def run_collections(ctx: AppContext) -> int:
-    """The collections job: resume orphans, run scheduled retries, mark overdue bills."""
+    """Everything about collecting at once: resume orphans, run scheduled retries, mark
+    overdue bills (orphans also have their own, more frequent job)."""
     return await resume_collections(ctx) + await retry_collections(ctx) + await mark_overdue(ctx)
 
 

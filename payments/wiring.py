@@ -29,6 +29,8 @@ DOMAIN = Domain(
     startup=startup,
     jobs=[
         Job("payments-auto-close", 60, tasks.auto_close_stale),
+        # Every few seconds: a crashed process's collection is resumed soon after its lease.
+        Job("payments-resume-collections", 3, tasks.resume_collections),
         Job("payments-collections", 30, tasks.run_collections),
         Job("payments-webhooks", 5, tasks.deliver_webhooks),
     ],

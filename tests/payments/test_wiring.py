@@ -61,3 +61,13 @@ def test_configuration_reads_its_knobs_and_refuses_nonsense() -> None:
         PaymentsConfig.from_extra({"SUISHEN_CREDIT_LIMIT_FEN": "lots"})
     with pytest.raises(SettingsError):
         PaymentsConfig.from_extra({"SUISHEN_INSURANCE_RATIO_BP": "12000"})
+
+
+def test_orphaned_collections_are_looked_for_every_few_seconds() -> None:
+    # With the collection lease (6 s), this bounds how long a crash delays a payment.
+    from payments.collection import LEASE
+    from payments.wiring import DOMAIN
+
+    [job] = [j for j in DOMAIN.jobs if j.name == "payments-resume-collections"]
+    assert job.every_s <= 5
+    assert LEASE.total_seconds() + job.every_s <= 15
