@@ -9,6 +9,7 @@ loads each `wiring` module by name).
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,3 +83,22 @@ def test_contract_modules_export_what_they_import() -> None:
     for module in (auth.api, codes.api):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__} lists {name} but lacks it"
+
+
+def _documented(section: str) -> set[str]:
+    """Backticked names in the first column of the table under `## <section>` in contracts.md."""
+    text = (REPO / "docs" / "contracts.md").read_text(encoding="utf-8")
+    body = text.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    names: set[str] = set()
+    for line in body.splitlines():
+        if line.startswith("| `"):
+            names |= set(re.findall(r"`(\w+)`", line.split("|")[1]))
+    return names
+
+
+def test_contracts_page_lists_exactly_what_the_contract_modules_export() -> None:
+    import auth.api
+    import codes.api
+
+    assert _documented("Auth (`auth/api.py`)") == set(auth.api.__all__)
+    assert _documented("Codes (`codes/api.py`)") == set(codes.api.__all__)
