@@ -1,5 +1,6 @@
 """The online gate: deciding one scan (policy on a snapshot, then presence and occupancy
-enforced atomically), recording it idempotently by scan_id, and annulling an admit."""
+enforced atomically), recording it idempotently by scan_id, answering a code that already
+admitted at the venue with that admission (one admission per code), and annulling an admit."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from venues.errors import (
     ScanNotAnnullable,
     ScanNotFound,
 )
-from venues.models import Entry, Presence, Reservation, Seat
+from venues.holders import Holder, adopt, online_holder
+from venues.models import Admission, Entry, Presence, Reservation, Seat
 from venues.states import Direction, EntryState, can_move, entry_state
 
 
@@ -80,9 +82,24 @@ def _scan_digest(request: ScanRequest) -> str:
     )
 
 
+def admission_key(venue_id: str, code_id: str) -> str:
+    """The key of a code's one admission at a venue (`Admission.key`)."""
+    return f"{venue_id}/{code_id}"
+
+
+async def earlier_admission(venue_id: str, code_id: str | None) -> Entry | None:
+    """The entry that admitted this code at this venue (not annulled), if any."""
+    if code_id is None:
+        return None
+    held = await Admission.get_or_none(key=admission_key(venue_id, code_id))
+    if held is None:
+        return None
+    return await Entry.get_or_none(gate_id=held.gate_id, scan_id=held.scan_id)
+
+
 async def scan(ctx: AppContext, principal: Principal, request: ScanRequest) -> dict[str, Any]:
     """Decide one online scan at the principal's gate and record it; the same scan_id
-    answers the same again."""
+    answers the same again, and a code that admitted here answers its admission again."""
     gate = await gate_for(ctx, principal)
     now = ctx.clock.now()
     scanned_at = _check_scan(ctx.runtime(VenuesRuntime).rules, gate, request, now)
@@ -109,7 +126,16 @@ async def scan(ctx: AppContext, principal: Principal, request: ScanRequest) -> d
         "masked_name": verdict.masked_name,
         "status": verdict.status or verdict.issued_status,
     }
-    return await _record(venue, entry, outcome, display, scanned_at, now)
+    if verdict.valid and request.direction == Direction.IN and not outcome.decision.admitted:
+        # The policy may refuse what this code already admitted (e.g. now "inside"): a
+        # code presented again is answered with its admission, whatever the policy says.
+        earlier = await earlier_admission(venue.id, verdict.code_id)
+        if earlier is not None:
+            return await _record_repeat(entry, earlier)
+    holder = None
+    if verdict.subject_id is not None:
+        holder = await online_holder(ctx, verdict.subject_id, verdict.issued_at)
+    return await _record(venue, entry, outcome, display, holder)
 
 
 async def _record(
@@ -117,41 +143,93 @@ async def _record(
     entry: Entry,
     outcome: Outcome,
     display: dict[str, Any],
-    scanned_at: datetime,
-    now: datetime,
+    holder: Holder | None,
 ) -> dict[str, Any]:
     """Apply the outcome and save the entry in one transaction; a concurrent twin of the
-    scan answers with what it recorded."""
+    scan answers with what it recorded, a second admission of the code with the first."""
     for attempt in (1, 2):
         try:
             async with in_transaction():
-                decision, counted, occupancy = await _apply(
-                    venue, entry.subject_id, entry.direction, outcome, now
-                )
-                entry.decision, entry.reason = decision.decision, decision.reason
-                entry.counted = counted
-                entry.response = {
-                    "scan_id": entry.scan_id,
-                    "decision": decision.decision,
-                    "reason": decision.reason,
-                    "display": display,
-                    "occupancy": occupancy,
-                    "capacity": venue.capacity,
-                    "direction": entry.direction,
-                    "scanned_at": scanned_at.isoformat(),
-                }
-                await entry.save(force_create=True)
-            break
+                return await _apply_and_save(venue, entry, outcome, display, holder)
         except IntegrityError:
-            # A concurrent request with this scan_id committed first (ours rolled back
-            # whole), or one for the same person created their presence row: run again.
+            # Rolled back whole. A concurrent request with this scan_id committed first, or
+            # one admitted this code, or one for the same person created their presence row.
             existing = await Entry.get_or_none(gate_id=entry.gate_id, scan_id=entry.scan_id)
             replayed = _replay(existing, entry.body_hash)
             if replayed is not None:
                 return replayed
+            earlier = await earlier_admission(venue.id, entry.code_id)
+            if earlier is not None:
+                return await _record_repeat(entry, earlier)
             if attempt == 2:
                 raise
             entry.id = None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _apply_and_save(
+    venue: VenueSnapshot,
+    entry: Entry,
+    outcome: Outcome,
+    display: dict[str, Any],
+    holder: Holder | None,
+) -> dict[str, Any]:
+    """The scan's transaction. An admitting scan first takes the code's admission row: a
+    concurrent scan of the same code waits on its key and then fails, before it touches
+    presence or occupancy."""
+    key = None
+    if entry.direction == Direction.IN and outcome.decision.admitted and entry.code_id:
+        key = admission_key(venue.id, entry.code_id)
+        await Admission.create(
+            key=key,
+            venue_id=venue.id,
+            gate_id=entry.gate_id,
+            scan_id=entry.scan_id,
+            admitted_at=entry.recorded_at,
+        )
+    decision, counted, occupancy = await _apply(venue, holder, entry, outcome)
+    entry.decision, entry.reason = decision.decision, decision.reason
+    entry.counted = counted
+    if key is not None and not decision.admitted:
+        await Admission.filter(key=key).delete()  # a denied scan does not consume the code
+    entry.response = {
+        "scan_id": entry.scan_id,
+        "decision": decision.decision,
+        "reason": decision.reason,
+        "display": display,
+        "occupancy": occupancy,
+        "capacity": venue.capacity,
+        "direction": entry.direction,
+        "scanned_at": entry.scanned_at.isoformat(),
+        "repeat_of": None,
+    }
+    await entry.save(force_create=True)
+    response: dict[str, Any] = entry.response
+    return response
+
+
+async def _record_repeat(entry: Entry, earlier: Entry) -> dict[str, Any]:
+    """Record a scan of a code that already admitted here: the earlier decision again,
+    naming the scan it repeats, with no admission and no count."""
+    entry.id = None
+    entry.decision, entry.reason = earlier.decision, earlier.reason
+    entry.counted, entry.reservation_id = False, None
+    entry.response = {
+        **earlier.response,
+        "scan_id": entry.scan_id,
+        "occupancy": await store.occupancy(entry.venue_id),
+        "direction": entry.direction,
+        "scanned_at": entry.scanned_at.isoformat(),
+        "repeat_of": earlier.scan_id,
+    }
+    try:
+        await entry.save(force_create=True)
+    except IntegrityError:
+        existing = await Entry.get_or_none(gate_id=entry.gate_id, scan_id=entry.scan_id)
+        replayed = _replay(existing, entry.body_hash)
+        if replayed is None:
+            raise
+        return replayed
     response: dict[str, Any] = entry.response
     return response
 
@@ -226,26 +304,24 @@ async def _entry_facts(
 
 
 async def _apply(
-    venue: VenueSnapshot,
-    subject_id: str | None,
-    direction: str,
-    outcome: Outcome,
-    now: datetime,
+    venue: VenueSnapshot, holder: Holder | None, entry: Entry, outcome: Outcome
 ) -> tuple[pol.Decision, bool, int]:
     """Inside the scan's transaction: move presence and occupancy for an admit, or turn it
     into a deny when a concurrent scan got there first. Returns (decision, counted, occupancy)."""
     decision = outcome.decision
-    if not decision.admitted or subject_id is None:
+    if not decision.admitted or holder is None:
         return decision, False, await store.occupancy(venue.id)
-    if direction == Direction.OUT:
-        return await _apply_exit(venue, subject_id, decision, now)
-    return await _apply_entry(venue, subject_id, outcome, now)
+    await adopt(venue.id, holder)
+    if entry.direction == Direction.OUT:
+        return await _apply_exit(venue, holder, decision, entry.recorded_at)
+    return await _apply_entry(venue, holder, outcome, entry.recorded_at)
 
 
 async def _apply_exit(
-    venue: VenueSnapshot, subject_id: str, decision: pol.Decision, now: datetime
+    venue: VenueSnapshot, holder: Holder, decision: pol.Decision, now: datetime
 ) -> tuple[pol.Decision, bool, int]:
-    if not await store.leave(venue.id, subject_id, now):
+    # Everyone is let out; only someone inside takes a place off the occupancy.
+    if not await store.leave(venue.id, holder.key, now, holder.alias):
         return decision, False, await store.occupancy(venue.id)
     after = await store.bump_occupancy(venue.id, -1)
     if after is not None:
@@ -254,18 +330,18 @@ async def _apply_exit(
 
 
 async def _apply_entry(
-    venue: VenueSnapshot, subject_id: str, outcome: Outcome, now: datetime
+    venue: VenueSnapshot, holder: Holder, outcome: Outcome, now: datetime
 ) -> tuple[pol.Decision, bool, int]:
-    # Claim "inside" for this subject, then a place; either may lose a race.
+    # Claim "inside" for this person, then a place; either may lose a race.
     decision = outcome.decision
-    if not await store.claim_inside(venue.id, subject_id, now):
+    if not await store.claim_inside(venue.id, holder.key, now, holder.alias):
         if outcome.anti_passback:
             return pol.deny(pol.ALREADY_INSIDE), False, await store.occupancy(venue.id)
         # Without anti-passback a second entry is let through but already counted.
         return decision, False, await store.occupancy(venue.id)
     after = await store.bump_occupancy(venue.id, +1)
     if after is None:
-        await store.release_inside(venue.id, subject_id)
+        await store.release_inside(venue.id, holder.key)
         return pol.deny(pol.VENUE_FULL), False, venue.capacity
     if outcome.reservation_id is not None:
         await Reservation.filter(id=outcome.reservation_id, used_at=None).update(used_at=now)
@@ -291,9 +367,13 @@ async def annul_scan(ctx: AppContext, principal: Principal, scan_id: str) -> tup
         )
     async with in_transaction():
         if await Entry.filter(id=entry.id, annulled_at=None).update(annulled_at=now):
-            if entry.counted:
+            # Frees the code for another admission.
+            if entry.code_id is not None:
+                key = admission_key(entry.venue_id, entry.code_id)
+                await Admission.filter(key=key, scan_id=entry.scan_id).delete()
+            # A person who left since is not taken off the occupancy twice.
+            if entry.counted and await store.release_inside(entry.venue_id, entry.subject_id):
                 await store.bump_occupancy(entry.venue_id, -1)
-                await store.release_inside(entry.venue_id, entry.subject_id)
             if entry.reservation_id is not None:
                 await Reservation.filter(id=entry.reservation_id, used_at=now).update(used_at=None)
     await entry.refresh_from_db()

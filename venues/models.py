@@ -154,12 +154,36 @@ class Entry(Model):
         indexes = (("venue_id", "scanned_at"),)
 
 
+class Admission(Model):
+    """The one admission a code made at a venue (online or synced): the entry that admitted
+    it. The primary key refuses a second admission of the code atomically, whatever the
+    policy (that scan is answered as a repeat); annulling the admission deletes the row and
+    frees the code."""
+
+    key = fields.CharField(max_length=128, primary_key=True)  # "<venue_id>/<code_id>"
+    venue_id = fields.CharField(max_length=40)
+    gate_id = fields.CharField(max_length=40)
+    scan_id = fields.CharField(max_length=80)
+    admitted_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "venues_admission"
+
+
 class Presence(Model):
-    """Whether a subject is inside a venue now (anti-passback) and when they last left."""
+    """Whether a person is inside a venue now (anti-passback, occupancy) and when they last
+    entered and left. Occupancy is the number of rows inside: a row goes inside with +1 and
+    outside with -1, in the same transaction.
+
+    `subject_id` is the subject, or `~<alias>` for someone only offline gates have seen (the
+    server cannot open a synced code to its subject; an online scan adopts the row later).
+    `alias` is the person's daily code pseudonym of their last scan here, what a synced code
+    is matched by."""
 
     id = fields.BigIntField(primary_key=True)
     venue_id = fields.CharField(max_length=40)
     subject_id = fields.CharField(max_length=80)
+    alias = fields.CharField(max_length=64, null=True)
     inside = fields.BooleanField(default=False)
     entered_at = fields.DatetimeField(null=True)
     exited_at = fields.DatetimeField(null=True)
@@ -167,6 +191,7 @@ class Presence(Model):
     class Meta:
         table = "venues_presence"
         unique_together = (("venue_id", "subject_id"),)
+        indexes = (("venue_id", "alias"),)
 
 
 class Visit(Model):

@@ -7,8 +7,10 @@
 It runs `codes.verifier.verify` against the bundle's code keys and revoked code ids, keeps
 the replay rule locally, matches reservations by the HMAC of the holder's daily pseudonym,
 tracks who is inside (by that same hash) and a local occupancy, then applies the same
-`venues.policy` order as the server. Age cannot be known offline: a venue with a minimum
-age refuses offline entries (`under_min_age`).
+`venues.policy` order as the server, and the server's counting rules: a code admits once
+(presented again, it answers its admission with `repeat_of` and is not counted), an exit
+counts only for someone this gate saw enter. Age cannot be known offline: a venue with a
+minimum age refuses offline entries (`under_min_age`).
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ class OfflineScan:
     scanned_at: datetime
     decision: ScanDecision
     reason: str
+    # The earlier scan whose admission this one repeats (the same code presented again).
+    repeat_of: str | None = None
 
     def as_json(self) -> dict[str, str]:
-        return {
+        body = {
             "scan_id": self.scan_id,
             "code": self.code,
             "direction": self.direction.value,
@@ -53,6 +57,9 @@ class OfflineScan:
             "decision": self.decision.value,
             "reason": self.reason,
         }
+        if self.repeat_of is not None:
+            body["repeat_of"] = self.repeat_of
+        return body
 
 
 def reservation_hash(salt: bytes, pseudonym_hex: str) -> str:
@@ -90,6 +97,8 @@ class OfflineGate:
     exited: dict[str, datetime] = field(default_factory=dict)
     occupancy: int = 0
     pending: list[OfflineScan] = field(default_factory=list)
+    # code id -> the scan that admitted it: a code admits once, as on the server.
+    admitted: dict[str, OfflineScan] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -127,9 +136,30 @@ class OfflineGate:
     ) -> OfflineScan:
         """Decide one scan locally and queue it for POST /v1/gates/sync."""
         move = Direction(direction)
+        sid = scan_id or f"off-{uuid.uuid4().hex}"
         result = verify(code, self.keys, self.revoked, now)
         result = self.replay.present(result, self.gate_id, now)
+        earlier = self.admitted.get(result.code_id or "") if result.valid else None
+        if move == Direction.IN and earlier is not None:
+            # Presented again: the earlier admission's answer, nothing admitted or counted.
+            repeat = OfflineScan(
+                sid, code, move, now, earlier.decision, earlier.reason, earlier.scan_id
+            )
+            self.pending.append(repeat)
+            return repeat
         holder = self._holder(result) if result.valid else None
+        decision = self._decision(result, holder, move, now)
+        if decision.admitted and holder is not None:
+            self._move(holder, move, now)
+        scan = OfflineScan(sid, code, move, now, decision.decision, decision.reason)
+        if decision.admitted and move == Direction.IN and result.code_id is not None:
+            self.admitted[result.code_id] = scan
+        self.pending.append(scan)
+        return scan
+
+    def _decision(
+        self, result: Result, holder: str | None, move: Direction, now: datetime
+    ) -> pol.Decision:
         early = timedelta(minutes=int(self.document["early_entry_minutes"]))
         facts = pol.ScanFacts(
             now=now,
@@ -144,21 +174,18 @@ class OfflineGate:
             capacity=int(self.document["capacity"]),
         )
         if move == Direction.OUT:
-            decision = pol.decide_exit(facts)
-        else:
-            decision = pol.decide_entry(self.policy, facts, early)
-        if decision.admitted and holder is not None:
-            if move == Direction.IN and holder not in self.inside:
+            return pol.decide_exit(facts)
+        return pol.decide_entry(self.policy, facts, early)
+
+    def _move(self, holder: str, move: Direction, now: datetime) -> None:
+        """Local presence and occupancy, by the server's rules: an entry counts for someone
+        not inside, an exit only for someone this gate saw inside (never for a stranger)."""
+        if move == Direction.IN:
+            if holder not in self.inside:
                 self.inside.add(holder)
                 self.occupancy += 1
-            elif move == Direction.OUT:
-                if holder in self.inside or self.occupancy > 0:
-                    self.occupancy = max(0, self.occupancy - 1)
-                self.inside.discard(holder)
-                self.exited[holder] = now
-        scan = OfflineScan(
-            scan_id or f"off-{uuid.uuid4().hex}", code, move, now, decision.decision,
-            decision.reason,
-        )  # fmt: skip
-        self.pending.append(scan)
-        return scan
+            return
+        if holder in self.inside:
+            self.inside.discard(holder)
+            self.occupancy = max(0, self.occupancy - 1)
+        self.exited[holder] = now

@@ -15,7 +15,7 @@ from app.http import endpoint, json_response, read_json, read_query
 from auth.api import IdentityRequired, require
 from auth.api import scopes as sc
 from codes.api import PlaceCodeInvalid, qr_png, qr_svg
-from venues import bookings, catalogue, checkins, gate, offline, visits
+from venues import bookings, catalogue, checkins, gate, offline, sync, visits
 from venues.errors import (
     AlreadyBooked,
     AnnulWindowPassed,
@@ -312,7 +312,8 @@ async def get_bundle_keys(request: Request) -> Response:
 
 
 @endpoint(
-    summary="Upload scans decided offline; idempotent by scan_id; conflicts reported",
+    summary="Upload scans decided offline; idempotent by scan_id; conflicts and rejections "
+    "reported per scan",
     body=SyncIn,
     response=SyncOut,
     errors=[GateNotFound],
@@ -330,10 +331,13 @@ async def post_sync(request: Request) -> Response:
             s.scanned_at,
             ScanDecision(s.decision),
             s.reason,
+            s.repeat_of,
         )
         for s in body.scans
     ]
-    results, occupancy = await offline.sync_offline(app_context(request), principal, scans)
+    results, occupancy = await sync.sync_offline(
+        app_context(request), principal, scans, body.gate_time
+    )
     return json_response(sync_out(results, occupancy))
 
 

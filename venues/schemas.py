@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from venues.catalogue import RegisteredGate, policy_of
 from venues.checkins import CheckIn
 from venues.models import Entry, Reservation, Slot, Venue
-from venues.offline import SignedBundle, SyncedScan
+from venues.offline import SignedBundle
 from venues.states import SyncOutcome
+from venues.sync import SyncedScan
 from venues.visits import VisitRecord
 
 Status = Literal["green", "yellow", "red"]
@@ -172,6 +173,12 @@ class ScanOut(BaseModel):
     capacity: int
     direction: Direction
     scanned_at: datetime
+    repeat_of: str | None = Field(
+        default=None,
+        description="Set when this code already admitted at this venue: the scan_id of that "
+        "admission, whose decision and display this answer repeats. Nothing was admitted or "
+        "counted again (the turnstile that turned for it need not turn again).",
+    )
 
 
 class AnnulOut(BaseModel):
@@ -198,6 +205,9 @@ class OfflineScanIn(_In):
     scanned_at: datetime
     decision: Literal["admit", "deny"]
     reason: str = Field(default="ok", max_length=40)
+    repeat_of: str | None = Field(
+        default=None, max_length=80, description="The gate's own scan this one repeated"
+    )
 
     @model_validator(mode="after")
     def _aware(self) -> OfflineScanIn:
@@ -208,20 +218,44 @@ class OfflineScanIn(_In):
 
 class SyncIn(_In):
     scans: list[OfflineScanIn] = Field(min_length=1, max_length=1000)
+    gate_time: datetime | None = Field(
+        default=None,
+        description="The gate's clock when it uploads: scans later than it plus "
+        "SUISHEN_VENUES_SCAN_SKEW_SECONDS are rejected (scanned_after_gate_time)",
+    )
+
+    @model_validator(mode="after")
+    def _aware(self) -> SyncIn:
+        if self.gate_time is not None and self.gate_time.tzinfo is None:
+            raise ValueError("gate_time needs a timezone (RFC 3339)")
+        return self
 
 
 class SyncResult(BaseModel):
     scan_id: str
-    outcome: Literal["recorded", "duplicate", "conflict"]
+    outcome: Literal["recorded", "duplicate", "conflict", "rejected"] = Field(
+        description="recorded: stored by this upload; conflict: stored by this upload, with "
+        "conflicts for a human to judge; duplicate: stored before, nothing changed; "
+        "rejected: not stored and never counted (see reason)"
+    )
     conflicts: list[str]
+    reason: str | None = Field(
+        default=None,
+        description="Why a rejected scan was refused: scan_id_reused, "
+        "scanned_before_bundle_window, scanned_in_future, scanned_after_gate_time",
+    )
 
 
 class SyncOut(BaseModel):
-    recorded: int
-    duplicates: int
-    conflicts: list[SyncResult] = Field(description="Scans with at least one conflict")
-    results: list[SyncResult]
-    occupancy: int
+    recorded: int = Field(
+        description="Scans this upload stored (outcome recorded or conflict); "
+        "recorded + duplicates + rejected is the number of scans uploaded"
+    )
+    duplicates: int = Field(description="Scans stored by an earlier upload (outcome duplicate)")
+    rejected: int = Field(description="Scans refused, not stored (outcome rejected)")
+    conflicts: list[SyncResult] = Field(description="The stored scans with at least one conflict")
+    results: list[SyncResult] = Field(description="One per uploaded scan, in scan-time order")
+    occupancy: int = Field(description="The venue's occupancy after this upload")
 
 
 class PlaceCodeQuery(_In):
@@ -384,11 +418,13 @@ def bundle_out(bundle: SignedBundle) -> BundleOut:
 
 
 def sync_out(results: Sequence[SyncedScan], occupancy: int) -> SyncOut:
-    items = [SyncResult(scan_id=r.scan_id, outcome=r.outcome, conflicts=list(r.conflicts))
-             for r in results]  # fmt: skip
+    items = [SyncResult(scan_id=r.scan_id, outcome=r.outcome, conflicts=list(r.conflicts),
+                        reason=r.reason) for r in results]  # fmt: skip
+    stored = (SyncOutcome.RECORDED, SyncOutcome.CONFLICT)
     return SyncOut(
-        recorded=sum(r.outcome == SyncOutcome.RECORDED for r in results),
+        recorded=sum(r.outcome in stored for r in results),
         duplicates=sum(r.outcome == SyncOutcome.DUPLICATE for r in results),
+        rejected=sum(r.outcome == SyncOutcome.REJECTED for r in results),
         conflicts=[r for r in items if r.conflicts],
         results=items,
         occupancy=occupancy,

@@ -51,11 +51,14 @@ class GateDirection(StrEnum):
 
 
 class SyncOutcome(StrEnum):
-    """What the server made of one scan a gate uploaded after deciding it offline."""
+    """What the server made of one scan a gate uploaded after deciding it offline:
+    `recorded` and `conflict` are stored by this upload (a conflict with something for a
+    human to judge), `duplicate` was stored before, `rejected` is not stored at all."""
 
     RECORDED = "recorded"
     DUPLICATE = "duplicate"
     CONFLICT = "conflict"
+    REJECTED = "rejected"
 
 
 class SyncConflict(StrEnum):
@@ -65,7 +68,16 @@ class SyncConflict(StrEnum):
     CODE_REVOKED = "code_revoked"
     CODE_INVALID = "code_invalid"
     CAPACITY_OVERRUN = "capacity_overrun"
+    ALREADY_INSIDE = "already_inside"
+
+
+class SyncRejection(StrEnum):
+    """Why an uploaded offline scan is refused (not stored, never counted)."""
+
     SCAN_ID_REUSED = "scan_id_reused"
+    SCANNED_BEFORE_BUNDLE_WINDOW = "scanned_before_bundle_window"
+    SCANNED_IN_FUTURE = "scanned_in_future"
+    SCANNED_AFTER_GATE_TIME = "scanned_after_gate_time"
 
 
 class VisitKind(StrEnum):

@@ -14,6 +14,7 @@ from app.context import AppContext
 from venues.bookings import mark_no_show, party_entered, unused_bookings
 from venues.config import VenueRules, VenuesRuntime
 from venues.models import (
+    Admission,
     DailyCount,
     Entry,
     NoShow,
@@ -106,8 +107,9 @@ def _tally(
 
 
 async def _purge_rest(rules: VenueRules, cutoff: datetime, now: datetime) -> int:
-    """Presences, bookings, no-shows and suspensions nobody needs any more."""
-    removed = await Presence.filter(inside=False, exited_at__lt=cutoff).delete()
+    """Presences, admissions, bookings, no-shows and suspensions nobody needs any more."""
+    removed = await Admission.filter(admitted_at__lt=cutoff).delete()
+    removed += await Presence.filter(inside=False, exited_at__lt=cutoff).delete()
     removed += await Presence.filter(inside=False, exited_at=None, entered_at__lt=cutoff).delete()
     removed += await Reservation.filter(
         slot_id__in=[s.id for s in await Slot.filter(ends_at__lt=cutoff).only("id")]

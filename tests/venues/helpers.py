@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 
+from app.clock import FrozenClock
 from app.context import AppContext
 from tests.factories import Machine, Resident, machine
 from venues.config import VenueRules
+from venues.offline_gate import OfflineGate
 
 _SCAN_SEQ = itertools.count(1)
 
@@ -166,3 +168,35 @@ async def warm_kv(ctx: AppContext, connections: int) -> None:
     has them: opening hundreds at once costs more than the 0.5 s Redis timeout."""
     for n in range(25, connections + 1, 25):
         await asyncio.gather(*(ctx.kv.get(ctx.kv.keys.key("warm", i)) for i in range(n)))
+
+
+async def offline(client: httpx.AsyncClient, gate: Gate, clock: FrozenClock) -> OfflineGate:
+    """The gate's offline client, loaded from a bundle fetched now."""
+    bundle = await client.get("/v1/gates/bundle", headers=gate.headers)
+    assert bundle.status_code == 200, bundle.text
+    keys = (await client.get("/v1/gates/bundle/keys")).json()
+    return OfflineGate.load(bundle.json()["bundle"], keys, gate.client_id, clock.now())
+
+
+async def sync(
+    client: httpx.AsyncClient, gate: Gate, scans: list[dict[str, Any]], **extra: Any
+) -> dict[str, Any]:
+    """POST /v1/gates/sync; the answer's body (asserted 200)."""
+    response = await client.post(
+        "/v1/gates/sync", json={"scans": scans, **extra}, headers=gate.headers
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def occupancy(client: httpx.AsyncClient, venue: VenueKit) -> int:
+    got = await client.get(f"/v1/venues/{venue.id}/occupancy", headers=venue.operator.headers)
+    assert got.status_code == 200, got.text
+    value: int = got.json()["occupancy"]
+    return value
+
+
+def conflicts_of(result: dict[str, Any]) -> dict[str, set[str]]:
+    """A sync answer's conflicts, by scan_id."""
+    return {c["scan_id"]: set(c["conflicts"]) for c in result["conflicts"]}

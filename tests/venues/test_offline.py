@@ -11,24 +11,18 @@ import pytest
 from app.clock import FrozenClock
 from app.context import AppContext
 from tests.factories import resident
-from tests.venues.helpers import Gate, book, code_of, make_gate, make_slot, make_venue, scan
+from tests.venues.helpers import (
+    book,
+    code_of,
+    conflicts_of,
+    make_gate,
+    make_slot,
+    make_venue,
+    offline,
+    scan,
+    sync,
+)
 from venues.offline_gate import BundleInvalid, OfflineGate
-
-
-async def offline(client: httpx.AsyncClient, gate: Gate, clock: FrozenClock) -> OfflineGate:
-    bundle = await client.get("/v1/gates/bundle", headers=gate.headers)
-    assert bundle.status_code == 200, bundle.text
-    keys = (await client.get("/v1/gates/bundle/keys")).json()
-    return OfflineGate.load(bundle.json()["bundle"], keys, gate.client_id, clock.now())
-
-
-async def sync(
-    client: httpx.AsyncClient, gate: Gate, scans: list[dict[str, Any]]
-) -> dict[str, Any]:
-    response = await client.post("/v1/gates/sync", json={"scans": scans}, headers=gate.headers)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def test_bundle_is_signed_valid_24h_and_leaks_no_identity(
@@ -68,7 +62,9 @@ async def test_offline_gate_applies_policy_with_hashed_reservations(
     holder_code = await code_of(client, holder)
     admitted = local.decide(holder_code, "in", clock.now())
     assert (admitted.decision, admitted.reason) == ("admit", "ok")
-    assert local.decide(holder_code, "in", clock.now()).reason == "already_inside"
+    repeat = local.decide(holder_code, "in", clock.now())
+    assert (repeat.decision, repeat.repeat_of) == ("admit", admitted.scan_id), "a code admits once"
+    assert local.decide(await code_of(client, holder), "in", clock.now()).reason == "already_inside"
     assert (
         local.decide(await code_of(client, walker), "in", clock.now()).reason
         == "reservation_required"
@@ -76,10 +72,10 @@ async def test_offline_gate_applies_policy_with_hashed_reservations(
     assert local.decide("SC1:garbage", "in", clock.now()).reason == "code_malformed"
     assert local.occupancy == 1
     result = await sync(client, gate, [s.as_json() for s in local.pending])
-    assert result["recorded"] == 4 and result["conflicts"] == []
+    assert result["recorded"] == 5 and result["conflicts"] == []
     assert result["occupancy"] == 1
     again = await sync(client, gate, [s.as_json() for s in local.pending])
-    assert again["duplicates"] == 4 and again["occupancy"] == 1, "sync is idempotent"
+    assert again["duplicates"] == 5 and again["occupancy"] == 1, "sync is idempotent"
     entries = (
         await client.get(f"/v1/venues/{venue.id}/entries", headers=venue.operator.headers)
     ).json()
@@ -106,14 +102,21 @@ async def test_sync_reports_conflicts_instead_of_dropping_them(
     late = local.decide(lost_code, "in", clock.now())
     assert late.decision == "admit", "the bundle predates the revocation"
     result = await sync(client, offline_gate, [elsewhere.as_json(), late.as_json()])
-    found = {c["scan_id"]: set(c["conflicts"]) for c in result["conflicts"]}
-    assert found[elsewhere.scan_id] == {"code_admitted_elsewhere"}
-    assert found[late.scan_id] == {"code_revoked", "capacity_overrun"}
-    assert result["occupancy"] == 2, "occupancy never exceeds capacity"
+    found = conflicts_of(result)
+    assert found[elsewhere.scan_id] == {"code_admitted_elsewhere", "already_inside"}
+    assert found[late.scan_id] == {"code_revoked"}
+    assert result["occupancy"] == 2, "the twin is counted once"
+    third = local.decide(await code_of(client, await resident(client, ctx)), "in", clock.now())
+    assert third.decision == "deny", "the gate counted three"
+    overrun = dict(third.as_json(), decision="admit", reason="ok")
+    full = await sync(client, offline_gate, [overrun])
+    assert conflicts_of(full) == {third.scan_id: {"capacity_overrun"}}
+    assert full["occupancy"] == 2, "occupancy never exceeds capacity"
     changed = dict(elsewhere.as_json(), direction="out")
     reused = await sync(client, offline_gate, [changed])
     assert reused["results"][0] == {
-        "scan_id": elsewhere.scan_id, "outcome": "conflict", "conflicts": ["scan_id_reused"],
+        "scan_id": elsewhere.scan_id, "outcome": "rejected", "conflicts": [],
+        "reason": "scan_id_reused",
     }  # fmt: skip
 
 
@@ -130,3 +133,24 @@ async def test_sync_rejects_malformed_batches(client: httpx.AsyncClient, ctx: Ap
     for body in bodies:
         bad = await client.post("/v1/gates/sync", json=body, headers=gate.headers)
         assert bad.status_code == 422 and bad.json()["code"] == "validation_failed"
+
+
+async def test_offline_gate_admits_a_code_once_and_counts_exits_only_for_people_inside(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    venue = await make_venue(client, ctx, capacity=2, anti_passback=False)
+    gate = await make_gate(client, venue)
+    inside = await resident(client, ctx)
+    assert (await scan(client, gate, await code_of(client, inside))).json()["occupancy"] == 1
+    local = await offline(client, gate, clock)
+    assert local.occupancy == 1
+    code = await code_of(client, await resident(client, ctx))
+    first = local.decide(code, "in", clock.now())
+    again = local.decide(code, "in", clock.now())
+    assert (first.decision, first.repeat_of) == ("admit", None)
+    assert (again.decision, again.reason, again.repeat_of) == ("admit", "ok", first.scan_id)
+    assert local.occupancy == 2, "a repeated code is not counted"
+    stranger = local.decide(await code_of(client, await resident(client, ctx)), "out", clock.now())
+    assert stranger.decision == "admit" and local.occupancy == 2, "never seen entering here"
+    result = await sync(client, gate, [s.as_json() for s in local.pending])
+    assert (result["recorded"], result["conflicts"], result["occupancy"]) == (3, [], 2)
