@@ -23,8 +23,19 @@ from app.errors import (
     ValidationFailed,
 )
 from app.http import EndpointSpec, IdConvertor, route_template
+from app.idempotency import HEADER as IDEMPOTENCY_HEADER
+from app.idempotency import MAX_KEY_LENGTH
 
 _REF = "#/components/schemas/{model}"
+# What the server checks of the request headers it reads (app/idempotency.py).
+HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
+    IDEMPOTENCY_HEADER: {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_KEY_LENGTH,
+        "pattern": "^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$",  # no edge spaces
+    },
+}
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -108,6 +119,7 @@ def build_openapi(routes: Sequence[BaseRoute], *, title: str, version: str) -> d
     # title; generated clients name types by title and would lose one. The key is unique.
     for name, schema in schemas.items():
         schema["title"] = name
+        _refuse_nul(schema)
     schemas["Problem"] = PROBLEM_SCHEMA
 
     def ref(model: type[BaseModel], mode: str) -> dict[str, Any]:
@@ -130,6 +142,28 @@ def build_openapi(routes: Sequence[BaseRoute], *, title: str, version: str) -> d
             },
         },
     }
+
+
+# Every string the server reads refuses NUL (app.http); free-text strings say so.
+NO_NUL = "^[^\\u0000]*$"
+
+
+def _refuse_nul(schema: Any) -> None:
+    """Give every free-text string in `schema` (no pattern, format or enum of its own) the
+    no-NUL pattern, so generated requests are ones the server accepts."""
+    if isinstance(schema, dict):
+        if (
+            schema.get("type") == "string"
+            and not {"pattern", "format", "enum", "const"} & schema.keys()
+        ):
+            schema["pattern"] = NO_NUL
+        if schema.get("type") == "object" and isinstance(schema.get("additionalProperties"), dict):
+            schema.setdefault("propertyNames", {"pattern": NO_NUL})
+        for value in schema.values():
+            _refuse_nul(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _refuse_nul(value)
 
 
 def _problem_responses(route: Route, spec: EndpointSpec) -> dict[str, Any]:
@@ -184,6 +218,7 @@ def _operation(route: Route, method: str, spec: EndpointSpec, ref: Any) -> dict[
         schema = spec.query.model_json_schema(ref_template=_REF)
         required = set(schema.get("required", []))
         for name, prop in schema.get("properties", {}).items():
+            _refuse_nul(prop)
             parameters.append(
                 {"name": name, "in": "query", "required": name in required, "schema": prop}
             )
@@ -192,9 +227,9 @@ def _operation(route: Route, method: str, spec: EndpointSpec, ref: Any) -> dict[
             {
                 "name": header,
                 "in": "header",
-                "required": False,
+                "required": header in spec.required_headers,
                 "description": description,
-                "schema": {"type": "string"},
+                "schema": HEADER_SCHEMAS.get(header, {"type": "string"}),
             }
         )
     if parameters:

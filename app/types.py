@@ -52,11 +52,19 @@ def _sane_instant(value: datetime) -> datetime:
     return moved
 
 
-Day = Annotated[date, AfterValidator(_sane_day), Field(json_schema_extra={"example": "2026-05-01"})]
+# The ranges as patterns, so /openapi.json says what the validators enforce: days of the
+# years 1900-2199; instants whose local year is 1971-2198 (inside the range in any offset).
+DAY_PATTERN = r"^(19|20|21)[0-9]{2}-"
+INSTANT_PATTERN = r"^(197[1-9]|19[89][0-9]|20[0-9]{2}|21[0-8][0-9]|219[0-8])-"
+Day = Annotated[
+    date,
+    AfterValidator(_sane_day),
+    Field(json_schema_extra={"example": "2026-05-01", "pattern": DAY_PATTERN}),
+]
 Instant = Annotated[
     datetime,
     AfterValidator(_sane_instant),
-    Field(json_schema_extra={"example": "2026-05-01T08:00:00Z"}),
+    Field(json_schema_extra={"example": "2026-05-01T08:00:00Z", "pattern": INSTANT_PATTERN}),
 ]
 # A counter or cursor that fits PostgreSQL's BIGINT.
 Cursor = Annotated[int, Field(ge=0, le=INT64_MAX)]

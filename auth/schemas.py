@@ -17,8 +17,6 @@ ID_NUMBER_PATTERN = (
     r"(19[0-9]{2}|20[01][0-9]|202[0-5])(0[1-9]|1[0-2])(0[1-9]|1[0-9]|2[0-8])"  # birth date
     r"[0-9]{3}[0-9X]$"  # sequence, check digit
 )
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff"
-NAME_PATTERN = f"^([{_CJK}]{{2,15}}(·[{_CJK}]{{1,10}})?|[A-Za-z]{{2,14}}( [A-Za-z]{{1,14}})?)$"
 
 SUBJECT_ID_MAX = 32  # auth_subject.id
 SubjectId = Annotated[
@@ -48,9 +46,11 @@ PersonName = Annotated[
     Field(
         min_length=1,
         max_length=64,
-        description="2-30 characters: Chinese characters (with · between name parts) or "
-        "Latin letters",
-        json_schema_extra={"pattern": NAME_PATTERN},
+        # No `pattern`: the rule needs CJK character classes, on which schemathesis (the
+        # fuzzer CI runs) fails; the description states it and name_invalid enforces it.
+        description="2-30 characters after trimming: Chinese characters (U+3400-U+4DBF, "
+        "U+4E00-U+9FFF, U+F900-U+FAFF) with · between name parts, or Latin letters with "
+        "single spaces, apostrophes, hyphens or dots between them; else 422 name_invalid",
     ),
 ]
 

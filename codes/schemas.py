@@ -113,7 +113,9 @@ class RevocationsOut(BaseModel):
 class StatusIn(_In):
     status: Status
     reason: str = Field(min_length=1, max_length=500)
-    valid_until: Instant | None = None
+    valid_until: Instant | None = Field(
+        default=None, description="Must be after now (else validation_failed, type in_the_past)"
+    )
 
 
 class StatusEntryIn(StatusIn):
@@ -121,7 +123,11 @@ class StatusEntryIn(StatusIn):
 
 
 class StatusBatchIn(_In):
-    entries: list[StatusEntryIn] = Field(min_length=1, max_length=10_000)
+    entries: list[StatusEntryIn] = Field(
+        min_length=1,
+        max_length=10_000,
+        description="At most one entry per subject (else validation_failed, type duplicate)",
+    )
 
 
 class StatusOut(BaseModel):

@@ -110,16 +110,24 @@ def _check_changes(changes: Sequence[StatusChange], now: datetime) -> None:
             if change.valid_until.tzinfo is None:
                 errors.append(_entry_error(i, "valid_until", "needs a timezone"))
             elif change.valid_until <= now:
-                errors.append(_entry_error(i, "valid_until", "must be in the future"))
+                errors.append(
+                    _entry_error(i, "valid_until", "must be in the future", kind="in_the_past")
+                )
         if change.subject_id in seen:
-            errors.append(_entry_error(i, "subject_id", "appears twice in one batch"))
+            errors.append(
+                _entry_error(i, "subject_id", "appears twice in one batch", kind="duplicate")
+            )
         seen.add(change.subject_id)
     if errors:
         raise ValidationFailed(errors, f"{len(errors)} invalid entries; nothing was changed")
 
 
-def _entry_error(index: int, name: str, message: str) -> dict[str, Any]:
-    return {"field": f"entries.{index}.{name}", "message": message, "type": "value_error"}
+def _entry_error(
+    index: int, name: str, message: str, *, kind: str = "value_error"
+) -> dict[str, Any]:
+    # `kind` names the rules no schema can state (a time after now, one entry per subject),
+    # so a client can tell them from a malformed entry.
+    return {"field": f"entries.{index}.{name}", "message": message, "type": kind}
 
 
 async def set_statuses(

@@ -49,7 +49,8 @@ from payments.schemas import (
     WebhookOut,
 )
 
-IDEMPOTENCY = {"Idempotency-Key": "makes retries safe: same key + same body replays the answer"}
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY = {IDEMPOTENCY_HEADER: "makes retries safe: same key + same body replays the answer"}
 IDEMPOTENT_ERRORS = [IdempotencyKeyReused, RequestInProgress]
 
 
@@ -273,6 +274,7 @@ async def credit_me(request: Request) -> Response:
     ],
     auth=scopes.ENCOUNTERS_WRITE,
     headers=IDEMPOTENCY,
+    required_headers=[IDEMPOTENCY_HEADER],
 )
 async def open_encounter(request: Request) -> Response:
     ctx = app_context(request)
@@ -349,6 +351,7 @@ async def post_charge(request: Request) -> Response:
     errors=[NotFound, errors.ProviderUnavailable, IdempotencyKeyRequired, *IDEMPOTENT_ERRORS],
     auth=scopes.ENCOUNTERS_WRITE,
     headers=IDEMPOTENCY,
+    required_headers=[IDEMPOTENCY_HEADER],
 )
 async def close_encounter(request: Request) -> Response:
     ctx = app_context(request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ async def create_venue(
     kind: str,
     district: str,
     address: str,
-    opening_hours: dict[str, str],
+    opening_hours: Mapping[str, str],
     capacity: int,
     policy: dict[str, Any],
 ) -> Venue:
@@ -45,7 +46,7 @@ async def create_venue(
         kind=kind,
         district=district,
         address=address,
-        opening_hours=opening_hours,
+        opening_hours=dict(opening_hours),
         capacity=capacity,
         policy=policy,
         # Signed once: the printed poster stays valid as long as the venue exists.

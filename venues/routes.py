@@ -3,8 +3,6 @@ offline bundles and sync, place codes, check-ins, occupancy, entries and visits.
 
 from __future__ import annotations
 
-from datetime import date
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -63,6 +61,7 @@ from venues.schemas import (
     VenueList,
     VenueOut,
     VenuePatch,
+    VenuesQuery,
     VisitList,
     bundle_out,
     checkin_out,
@@ -104,18 +103,17 @@ async def post_venue(request: Request) -> Response:
         kind=body.kind,
         district=body.district,
         address=body.address,
-        opening_hours=body.opening_hours,
+        opening_hours={str(day): hours for day, hours in body.opening_hours.items()},
         capacity=body.capacity,
         policy=body.policy.model_dump(),
     )
     return json_response(venue_out(venue), status=201)
 
 
-@endpoint(summary="List venues", response=VenueList, tags=TAGS)
+@endpoint(summary="List venues", query=VenuesQuery, response=VenueList, tags=TAGS)
 async def get_venues(request: Request) -> Response:
-    venues = await catalogue.list_venues(
-        kind=request.query_params.get("kind"), district=request.query_params.get("district")
-    )
+    query = read_query(request, VenuesQuery)
+    venues = await catalogue.list_venues(kind=query.kind, district=query.district)
     return json_response(VenueList(items=[venue_out(v) for v in venues]))
 
 
@@ -200,8 +198,9 @@ async def post_slot(request: Request) -> Response:
 )
 async def get_slots(request: Request) -> Response:
     query = read_query(request, SlotQuery)
-    day = date.fromisoformat(query.day) if query.day else None
-    slots = await bookings.list_slots(app_context(request), request.path_params["venue_id"], day)
+    slots = await bookings.list_slots(
+        app_context(request), request.path_params["venue_id"], query.day
+    )
     return json_response(SlotList(items=[slot_out(s) for s in slots]))
 
 
@@ -445,18 +444,18 @@ async def get_my_visits(request: Request) -> Response:
 routes = [
     Route("/v1/venues", post_venue, methods=["POST"]),
     Route("/v1/venues", get_venues, methods=["GET"]),
-    Route("/v1/venues/{venue_id}", get_venue, methods=["GET"]),
-    Route("/v1/venues/{venue_id}", patch_venue, methods=["PATCH"]),
-    Route("/v1/venues/{venue_id}/gates", post_gate, methods=["POST"]),
-    Route("/v1/venues/{venue_id}/slots", post_slot, methods=["POST"]),
-    Route("/v1/venues/{venue_id}/slots", get_slots, methods=["GET"]),
-    Route("/v1/venues/{venue_id}/place-code", get_place_code, methods=["GET"]),
-    Route("/v1/venues/{venue_id}/occupancy", get_occupancy, methods=["GET"]),
-    Route("/v1/venues/{venue_id}/entries", get_entries, methods=["GET"]),
+    Route("/v1/venues/{venue_id:id}", get_venue, methods=["GET"]),
+    Route("/v1/venues/{venue_id:id}", patch_venue, methods=["PATCH"]),
+    Route("/v1/venues/{venue_id:id}/gates", post_gate, methods=["POST"]),
+    Route("/v1/venues/{venue_id:id}/slots", post_slot, methods=["POST"]),
+    Route("/v1/venues/{venue_id:id}/slots", get_slots, methods=["GET"]),
+    Route("/v1/venues/{venue_id:id}/place-code", get_place_code, methods=["GET"]),
+    Route("/v1/venues/{venue_id:id}/occupancy", get_occupancy, methods=["GET"]),
+    Route("/v1/venues/{venue_id:id}/entries", get_entries, methods=["GET"]),
     Route("/v1/reservations", post_reservation, methods=["POST"]),
-    Route("/v1/reservations/{reservation_id}", delete_reservation, methods=["DELETE"]),
+    Route("/v1/reservations/{reservation_id:id}", delete_reservation, methods=["DELETE"]),
     Route("/v1/gates/scan", post_scan, methods=["POST"]),
-    Route("/v1/gates/scan/{scan_id}/annul", post_annul, methods=["POST"]),
+    Route("/v1/gates/scan/{scan_id:longid}/annul", post_annul, methods=["POST"]),
     Route("/v1/gates/bundle", get_bundle, methods=["GET"]),
     Route("/v1/gates/bundle/keys", get_bundle_keys, methods=["GET"]),
     Route("/v1/gates/sync", post_sync, methods=["POST"]),

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from app import types as t
+from auth.api import SubjectId
 from venues.catalogue import RegisteredGate, policy_of
 from venues.checkins import CheckIn
 from venues.models import Entry, Reservation, Slot, Venue
@@ -20,7 +22,13 @@ from venues.visits import VisitRecord
 Status = Literal["green", "yellow", "red"]
 Direction = Literal["in", "out"]
 GateDirection = Literal["in", "out", "both"]
-Id = str
+Id = str  # ids in responses; requests use app.types' limited ones
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+OpeningHours = Annotated[
+    str,
+    StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$"),
+]
+VenueKind = Literal["museum", "library", "theatre", "sports", "gallery", "other"]
 
 
 class _In(BaseModel):
@@ -49,10 +57,10 @@ class PolicyOut(BaseModel):
 
 class VenueIn(_In):
     name: str = Field(min_length=1, max_length=200)
-    kind: Literal["museum", "library", "theatre", "sports", "gallery", "other"]
+    kind: VenueKind
     district: str = Field(default="", max_length=100)
     address: str = Field(default="", max_length=300)
-    opening_hours: dict[str, str] = Field(
+    opening_hours: dict[Weekday, OpeningHours] = Field(
         default_factory=dict, description='Per weekday, e.g. {"tue": "09:00-17:00"}'
     )
     capacity: int = Field(gt=0, le=1_000_000)
@@ -63,7 +71,7 @@ class VenuePatch(_In):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     district: str | None = Field(default=None, max_length=100)
     address: str | None = Field(default=None, max_length=300)
-    opening_hours: dict[str, str] | None = None
+    opening_hours: dict[Weekday, OpeningHours] | None = None
     capacity: int | None = Field(default=None, gt=0, le=1_000_000)
     policy: PolicyIn | None = None
 
@@ -102,10 +110,12 @@ class GateOut(BaseModel):
 
 
 class SlotIn(_In):
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: t.Instant
+    ends_at: t.Instant
     capacity: int = Field(gt=0, le=100_000)
-    walk_in: int = Field(default=0, ge=0, description="Places kept back from online booking")
+    walk_in: int = Field(
+        default=0, ge=0, le=100_000, description="Places kept back from online booking"
+    )
 
 
 class SlotOut(BaseModel):
@@ -124,14 +134,12 @@ class SlotList(BaseModel):
 
 
 class SlotQuery(_In):
-    day: str | None = Field(
-        default=None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="Local day (YYYY-MM-DD)"
-    )
+    day: t.Day | None = Field(default=None, description="Local day (YYYY-MM-DD)")
 
 
 class ReservationIn(_In):
-    slot_id: Id = Field(max_length=40)
-    dependents: list[Id] = Field(default_factory=list, max_length=20)
+    slot_id: t.Id
+    dependents: list[SubjectId] = Field(default_factory=list, max_length=20)
 
 
 class ReservationOut(BaseModel):
@@ -147,10 +155,10 @@ class ReservationOut(BaseModel):
 
 
 class ScanIn(_In):
-    scan_id: str = Field(min_length=1, max_length=80)
+    scan_id: t.LongId
     code: str = Field(min_length=1, max_length=1024)
     direction: Direction
-    scanned_at: datetime | None = None
+    scanned_at: t.Instant | None = None
 
     @model_validator(mode="after")
     def _aware(self) -> ScanIn:
@@ -199,14 +207,14 @@ class JwksOut(BaseModel):
 
 
 class OfflineScanIn(_In):
-    scan_id: str = Field(min_length=1, max_length=80)
+    scan_id: t.LongId
     code: str = Field(min_length=1, max_length=1024)
     direction: Direction
-    scanned_at: datetime
+    scanned_at: t.Instant
     decision: Literal["admit", "deny"]
     reason: str = Field(default="ok", max_length=40)
-    repeat_of: str | None = Field(
-        default=None, max_length=80, description="The gate's own scan this one repeated"
+    repeat_of: t.LongId | None = Field(
+        default=None, description="The gate's own scan this one repeated"
     )
 
     @model_validator(mode="after")
@@ -218,7 +226,7 @@ class OfflineScanIn(_In):
 
 class SyncIn(_In):
     scans: list[OfflineScanIn] = Field(min_length=1, max_length=1000)
-    gate_time: datetime | None = Field(
+    gate_time: t.Instant | None = Field(
         default=None,
         description="The gate's clock when it uploads: scans later than it plus "
         "SUISHEN_VENUES_SCAN_SKEW_SECONDS are rejected (scanned_after_gate_time)",
@@ -271,7 +279,7 @@ class PlaceCodeOut(BaseModel):
 
 class CheckinIn(_In):
     place_code: str = Field(min_length=1, max_length=1024)
-    dependent_id: str | None = Field(default=None, max_length=64)
+    dependent_id: SubjectId | None = None
 
 
 class VenueBrief(BaseModel):
@@ -296,11 +304,16 @@ class OccupancyOut(BaseModel):
 
 
 class EntriesQuery(_In):
-    gate_id: str | None = Field(default=None, max_length=40)
-    since: datetime | None = None
-    until: datetime | None = None
+    gate_id: t.Id | None = None
+    since: t.Instant | None = None
+    until: t.Instant | None = None
     limit: int = Field(default=50, ge=1, le=500)
-    cursor: int | None = Field(default=None, ge=0, description="next_cursor of the last page")
+    cursor: t.Cursor | None = Field(default=None, description="next_cursor of the last page")
+
+
+class VenuesQuery(_In):
+    kind: VenueKind | None = None
+    district: str | None = Field(default=None, min_length=1, max_length=100)
 
 
 class EntryOut(BaseModel):
