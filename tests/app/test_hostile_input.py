@@ -69,12 +69,16 @@ async def callers(client: httpx.AsyncClient, ctx: AppContext) -> dict[str, dict[
         headers=admin.headers,
     )
     assert venue.status_code == 201, venue.text
-    hospital = await client.post("/v1/hospitals", json={"name": "Hostile hospital"},
-                                 headers=admin.headers)  # fmt: skip
+    hospital = await client.post(
+        "/v1/hospitals", json={"name": "Hostile hospital"}, headers=admin.headers
+    )
     assert hospital.status_code == 201, hospital.text
     OWN["venue_id"] = venue.json()["id"]
-    tenants = {"gate": venue.json()["id"], "operator": venue.json()["id"],
-               "hospital": hospital.json()["id"]}  # fmt: skip
+    tenants = {
+        "gate": venue.json()["id"],
+        "operator": venue.json()["id"],
+        "hospital": hospital.json()["id"],
+    }
     machines: dict[str, Machine] = {"admin": admin}
     for kind in ("authority", "operator", "gate", "hospital"):
         machines[kind] = await machine(client, ctx, kind, tenants.get(kind))
@@ -115,9 +119,11 @@ async def test_ids_longer_than_their_column_are_not_found(
             too_long = "x" * (getattr(convertor, "max_length", 40) + 1)
             for bad in (too_long, "a%00b", "a%20b"):
                 response = await client.request(
-                    op.method, op.path({name: bad}), headers={**caller_for(op.spec, callers), **JSON},
+                    op.method,
+                    op.path({name: bad}),
+                    headers={**caller_for(op.spec, callers), **JSON},
                     content=b"{}",
-                )  # fmt: skip
+                )
                 assert_refused(response, op, 404)
 
 
@@ -174,9 +180,11 @@ async def test_a_boolean_is_never_taken_for_an_integer(
             continue
         for field in _integer_fields(op.spec.body.model_json_schema()):
             response = await client.request(
-                op.method, op.path(), json={field: True},
+                op.method,
+                op.path(),
+                json={field: True},
                 headers={**caller_for(op.spec, callers)},
-            )  # fmt: skip
+            )
             assert_refused(response, op, 422, 404, 403)
             if response.status_code == 422:
                 fields = {e["field"] for e in response.json()["errors"]}
