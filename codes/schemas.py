@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.types import Cursor, Instant, LongId
 from auth.api import SubjectId
@@ -76,10 +76,23 @@ class VerifyOut(BaseModel):
 
 
 class RevokeIn(_In):
+    # One way to name the subject: both at once is refused, and the schema says so.
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"not": {"required": ["dependent_id", "subject_id"]}}
+    )
+
     dependent_id: SubjectId | None = None
     subject_id: SubjectId | None = Field(
-        default=None, description="An admin names any subject; a resident only a dependent"
+        default=None,
+        description="An admin names any subject; a resident themselves or a dependent "
+        "(or uses dependent_id; not both)",
     )
+
+    @model_validator(mode="after")
+    def _one_name(self) -> RevokeIn:
+        if self.dependent_id is not None and self.subject_id is not None:
+            raise ValueError("name the subject with dependent_id or subject_id, not both")
+        return self
 
 
 class RevokeOut(BaseModel):
