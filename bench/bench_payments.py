@@ -220,7 +220,7 @@ INVARIANTS = {
 
 async def _check_ledger(opts: BenchOptions, server: Server) -> dict[str, int]:
     if opts.real:
-        import asyncpg  # type: ignore[import-untyped]
+        import asyncpg
 
         url = opts.database_url.replace("postgres://", "postgresql://", 1)
         conn = await asyncpg.connect(url)

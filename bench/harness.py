@@ -211,7 +211,7 @@ def reset_real_backend(database_url: str, redis_url: str) -> None:
     The dev start that follows applies the migrations."""
     import asyncio
 
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
     import redis
 
     async def reset() -> None:

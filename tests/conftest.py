@@ -259,7 +259,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """`@pytest.mark.real_only` tests need PostgreSQL + Redis (e.g. two worker processes,
     which the embedded store cannot serve): their embedded variant is deselected, not
     skipped, and CI always runs the real one."""
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_embedded = callspec is not None and callspec.params.get("backend") == "embedded"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -73,14 +74,19 @@ async def env(
             yield c, ledger
 
 
-def post(client: httpx.AsyncClient, key: str | None, body: dict[str, object], caller: str = "c1"):
+Env = tuple[httpx.AsyncClient, "Ledger"]
+
+
+def post(
+    client: httpx.AsyncClient, key: str | None, body: dict[str, object], caller: str = "c1"
+) -> Coroutine[Any, Any, httpx.Response]:
     headers = {"x-caller": caller}
     if key is not None:
         headers["Idempotency-Key"] = key
     return client.post("/v1/probe/transfers", json=body, headers=headers)
 
 
-async def test_same_key_same_body_replays_without_second_effect(env) -> None:
+async def test_same_key_same_body_replays_without_second_effect(env: Env) -> None:
     client, ledger = env
     first = await post(client, "k1", {"amount_fen": 500})
     again = await post(client, "k1", {"amount_fen": 500})
@@ -90,7 +96,7 @@ async def test_same_key_same_body_replays_without_second_effect(env) -> None:
     assert ledger.applied == [500]
 
 
-async def test_same_key_other_body_is_422(env) -> None:
+async def test_same_key_other_body_is_422(env: Env) -> None:
     client, ledger = env
     await post(client, "k2", {"amount_fen": 500})
     response = await post(client, "k2", {"amount_fen": 900})
@@ -99,14 +105,14 @@ async def test_same_key_other_body_is_422(env) -> None:
     assert ledger.applied == [500]
 
 
-async def test_keys_are_scoped_per_caller(env) -> None:
+async def test_keys_are_scoped_per_caller(env: Env) -> None:
     client, ledger = env
     await post(client, "shared", {"amount_fen": 1}, caller="hospital-a")
     await post(client, "shared", {"amount_fen": 2}, caller="hospital-b")
     assert sorted(ledger.applied) == [1, 2]
 
 
-async def test_concurrent_duplicates_apply_once_and_others_are_told_in_progress(env) -> None:
+async def test_concurrent_duplicates_apply_once_and_others_are_told_in_progress(env: Env) -> None:
     client, ledger = env
     responses = await asyncio.gather(
         *(post(client, "k3", {"amount_fen": 700, "delay_s": 0.2}) for _ in range(8))
@@ -118,7 +124,7 @@ async def test_concurrent_duplicates_apply_once_and_others_are_told_in_progress(
     assert ledger.applied == [700]
 
 
-async def test_client_error_is_replayed_not_rerun(env) -> None:
+async def test_client_error_is_replayed_not_rerun(env: Env) -> None:
     client, ledger = env
     first = await post(client, "k4", {"amount_fen": 5, "fail": "conflict"})
     again = await post(client, "k4", {"amount_fen": 5, "fail": "conflict"})
@@ -127,7 +133,7 @@ async def test_client_error_is_replayed_not_rerun(env) -> None:
     assert ledger.attempts == 1
 
 
-async def test_server_failure_releases_the_key_for_a_retry(env) -> None:
+async def test_server_failure_releases_the_key_for_a_retry(env: Env) -> None:
     client, ledger = env
     first = await post(client, "k5", {"amount_fen": 8, "fail": "crash"})
     assert first.status_code == 500
@@ -136,7 +142,7 @@ async def test_server_failure_releases_the_key_for_a_retry(env) -> None:
     assert ledger.applied == [8]
 
 
-async def test_missing_key_is_400(env) -> None:
+async def test_missing_key_is_400(env: Env) -> None:
     client, ledger = env
     response = await post(client, None, {"amount_fen": 1})
     assert response.status_code == 400
@@ -144,7 +150,7 @@ async def test_missing_key_is_400(env) -> None:
     assert ledger.applied == []
 
 
-async def test_key_expires_after_24_hours(env, clock: FrozenClock) -> None:
+async def test_key_expires_after_24_hours(env: Env, clock: FrozenClock) -> None:
     client, ledger = env
     await post(client, "k6", {"amount_fen": 3})
     clock.advance(timedelta(hours=24, seconds=1))

@@ -105,7 +105,10 @@ async def postgres_schema(url: str) -> dict[str, Any]:
         schema: dict[str, Any] = {}
 
         def table(name: str) -> dict[str, Any]:
-            return schema.setdefault(name, {"columns": {}, "indexes": set(), "constraints": set()})
+            found: dict[str, Any] = schema.setdefault(
+                name, {"columns": {}, "indexes": set(), "constraints": set()}
+            )
+            return found
 
         columns = await conn.fetch(
             """
@@ -149,7 +152,8 @@ async def postgres_schema(url: str) -> dict[str, Any]:
 async def schema_of(url: str) -> dict[str, Any]:
     if url.startswith("sqlite://"):
         return sqlite_schema(url[len("sqlite://") :])
-    return await postgres_schema(url)
+    found: dict[str, Any] = await postgres_schema(url)
+    return found
 
 
 async def generate_from_models(url: str) -> None:

@@ -31,7 +31,10 @@ def b64(data: bytes) -> str:
 
 def parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     head, body, _ = token.split(".")
-    pad = lambda s: s + "=" * (-len(s) % 4)  # noqa: E731
+
+    def pad(s: str) -> str:
+        return s + "=" * (-len(s) % 4)
+
     return (
         json.loads(base64.urlsafe_b64decode(pad(head))),
         json.loads(base64.urlsafe_b64decode(pad(body))),

@@ -12,13 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codes import codec
+from codes.states import Status
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 KEY_ID = codec.key_id_of(KEY.public_key())
 
 
 def identity_payload(
-    *, status: str = "green", issued_at: int = 1768467600, lifetime_s: int = 60
+    *, status: Status = Status.GREEN, issued_at: int = 1768467600, lifetime_s: int = 60
 ) -> codec.Payload:
     return codec.Payload(codec.TYPE_IDENTITY, KEY_ID, issued_at, lifetime_s, status, os.urandom(16))
 
@@ -53,7 +54,7 @@ def test_base45_rejects_what_rfc_9285_forbids(text: str) -> None:
     issued_at=st.integers(0, codec.MAX_UINT32),
     lifetime_s=st.integers(1, codec.MAX_LIFETIME_S),
 )
-def test_identity_payload_round_trips(status: str, issued_at: int, lifetime_s: int) -> None:
+def test_identity_payload_round_trips(status: Status, issued_at: int, lifetime_s: int) -> None:
     payload = identity_payload(status=status, issued_at=issued_at, lifetime_s=lifetime_s)
     signed = codec.decode(codec.sign(payload, KEY))
     assert signed.payload == payload
@@ -80,7 +81,7 @@ def qr_version(text: str) -> int:
     lifetime_s=st.integers(1, codec.MAX_LIFETIME_S),
 )
 def test_every_identity_code_fits_150_chars_and_qr_version_6_at_m(
-    status: str, issued_at: int, lifetime_s: int
+    status: Status, issued_at: int, lifetime_s: int
 ) -> None:
     code = codec.sign(
         identity_payload(status=status, issued_at=issued_at, lifetime_s=lifetime_s), KEY
@@ -113,7 +114,7 @@ def test_an_es256_jwt_of_the_same_claims_needs_a_bigger_symbol() -> None:
 
 def test_encode_refuses_fields_out_of_range() -> None:
     with pytest.raises(ValueError):
-        codec.encode_payload(identity_payload(status="purple"))
+        codec.encode_payload(identity_payload(status="purple"))  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         codec.encode_payload(identity_payload(issued_at=-1))
     with pytest.raises(ValueError):

@@ -13,6 +13,7 @@ import numpy as np
 from app.clock import FrozenClock
 from app.context import AppContext
 from codes import codec
+from codes.states import Status
 from tests.factories import Machine, Resident, add_dependent, machine, resident
 
 
@@ -84,6 +85,7 @@ async def test_png_code_decodes_back_to_the_code_string(
     assert response.headers["content-type"] == "image/png"
     assert response.headers["cache-control"] == "no-store"
     image = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert image is not None
     # The ArUco-based detector: the classic one misses ~1% of clean, valid symbols.
     text, _, _ = cv2.QRCodeDetectorAruco().detectAndDecode(image)
     assert text.startswith("SC1:")
@@ -134,6 +136,7 @@ async def test_verifier_sees_masked_name_colour_and_age_group_only(
     assert verdict["subject"]["masked_name"] == "王*红"
     assert verdict["subject"]["status"] == "green" and verdict["subject"]["age_group"]
     text = str(verdict)
+    assert who.subject_id is not None
     assert "王小红" not in text and who.subject_id not in text
     assert who.id_number is not None and who.id_number not in text
 
@@ -238,7 +241,7 @@ async def test_a_code_from_another_issuer_is_unknown_key(
         codec.key_id_of(rogue.public_key()),
         int(clock.now().timestamp()),
         60,
-        "green",
+        Status.GREEN,
         bytes(16),
     )
     scanner = await gate(client, ctx)

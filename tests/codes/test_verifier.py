@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from codes import codec, pseudonym, verifier
+from codes.states import Reason, Status
 from codes.verifier import REASONS
 
 SIGNER = ec.generate_private_key(ec.SECP256R1())
@@ -23,7 +24,7 @@ AT = ISSUED + timedelta(seconds=5)
 def make_code(
     key: ec.EllipticCurvePrivateKey = SIGNER,
     *,
-    status: str = "green",
+    status: Status = Status.GREEN,
     issued: datetime = ISSUED,
     lifetime_s: int = 60,
     key_id: bytes | None = None,
@@ -46,7 +47,7 @@ RAW = codec.b45decode(CODE[len(codec.PREFIX) :])
 def check(code: str, now: datetime = AT) -> verifier.Result:
     result = verifier.verify(code, KEYS, frozenset(), now)
     assert result.reason in REASONS
-    assert result.valid == (result.reason == "ok")
+    assert result.valid == (result.reason == Reason.OK)
     return result
 
 
@@ -85,7 +86,7 @@ def test_a_wrong_prefix_is_malformed(prefix: str) -> None:
 
 
 @given(st.sampled_from(codec.STATUSES), st.integers(-86400, 86400))
-def test_altered_fields_resigned_with_another_key_are_refused(status: str, shift: int) -> None:
+def test_altered_fields_resigned_with_another_key_are_refused(status: Status, shift: int) -> None:
     issued = ISSUED + timedelta(seconds=shift)
     claimed = make_code(
         OTHER, status=status, issued=issued, key_id=codec.key_id_of(SIGNER.public_key())
@@ -135,6 +136,7 @@ def test_the_skew_allowance_is_configurable() -> None:
 
 def test_a_revoked_code_id_is_refused() -> None:
     result = check(CODE)
+    assert result.code_id is not None
     assert verifier.verify(CODE, KEYS, {result.code_id}, AT).reason == "code_revoked"
 
 

@@ -9,9 +9,10 @@ import pytest
 from app.context import AppContext
 from app.errors import ValidationFailed
 from auth.api import Principal
+from auth.principal import PrincipalKind
 from payments import webhooks
 
-HIS = Principal(kind="hospital", id="cli_x", scopes=frozenset(), tenant_id="hosp_x")
+HIS = Principal(kind=PrincipalKind.HOSPITAL, id="cli_x", scopes=frozenset(), tenant_id="hosp_x")
 
 
 async def test_production_refuses_plain_http_webhooks(ctx: AppContext) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from codes import codec, pseudonym
+from codes.states import Status
 from codes.verifier import public_jwk
 
 HERE = Path(__file__).resolve().parent
@@ -53,7 +54,7 @@ def identity(
     key: ec.EllipticCurvePrivateKey,
     *,
     issued: datetime = ISSUED,
-    status: str = "green",
+    status: Status = Status.GREEN,
     key_id: bytes | None = None,
 ) -> codec.Payload:
     token, _ = token_for(issued)
@@ -117,7 +118,7 @@ def build() -> list[dict[str, Any]]:
         "expires_at": rfc3339(expires),
         "code_id": token.hex(),
     }
-    forged = codec.encode_payload(identity(SIGNER, status="red"))
+    forged = codec.encode_payload(identity(SIGNER, status=Status.RED))
     flipped = bytearray(raw)
     flipped[20] ^= 0x01
     retired_jwks = jwks(
@@ -199,7 +200,7 @@ def build() -> list[dict[str, Any]]:
         vector(
             "signature-invalid-other-signer",
             "Altered fields re-signed with another key, naming the trusted key's id.",
-            codec.sign(identity(OTHER, status="red", key_id=good.key_id), OTHER),
+            codec.sign(identity(OTHER, status=Status.RED, key_id=good.key_id), OTHER),
             now=at,
             reason="signature_invalid",
         ),
