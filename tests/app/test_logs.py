@@ -23,7 +23,13 @@ from app.clock import FrozenClock
 from app.domain import Domain
 from app.domains import load_domains
 from app.http import endpoint, json_response, read_json
-from app.logs import ACCESS_LOGGER, SuishenHandler, access_fields, configure_logging
+from app.logs import (
+    ACCESS_LOGGER,
+    RedactingFilter,
+    SuishenHandler,
+    access_fields,
+    configure_logging,
+)
 from app.logs import write_access_line as log_access
 from app.main import create_app
 from app.settings import Settings
@@ -291,3 +297,28 @@ def test_real_server_writes_json_lines_without_personal_data(
     assert [e["request_id"] for e in access if e["route"] == "/healthz"][-3:] == ids
     assert len({e["pid"] for e in access}) == 1
     assert_no_secrets(server.log())
+
+
+async def test_request_ids_reach_the_log_exactly_as_the_client_sees_them(
+    probe: httpx.AsyncClient,
+) -> None:
+    # A client id that redaction would rewrite (it looks like a phone number) is replaced
+    # by a generated one, so the id in the log is always the id the client was given.
+    phone_shaped = "req-13812345678"
+    with production_logs() as logs:
+        response = await probe.get("/healthz", headers={"x-request-id": phone_shaped})
+        plain = await probe.get("/healthz", headers={"x-request-id": "req-abc-1"})
+        entries = access_lines(logs())
+    given = response.headers["x-request-id"]
+    assert given != phone_shaped and re.fullmatch(r"[0-9a-f]{32}", given)
+    assert [e["request_id"] for e in entries] == [given, "req-abc-1"]
+    assert plain.headers["x-request-id"] == "req-abc-1"
+
+
+def test_redaction_leaves_request_ids_alone() -> None:
+    # 32 generated hex digits may hold eleven decimal digits in a row, shaped like a phone.
+    generated = "13812345678" + "a" * 21
+    record = logging.LogRecord("suishen.error", logging.ERROR, __file__, 1, "boom", None, None)
+    record.__dict__["fields"] = {"request_id": generated, "phone": "13812345678"}
+    RedactingFilter().filter(record)
+    assert record.__dict__["fields"] == {"request_id": generated, "phone": "[phone]"}
