@@ -1,6 +1,7 @@
 """What other domains may use of codes: the entry points `docs/contracts.md` lists.
 
-Online verification and status for gates and hospitals, the keys, revocations and day keys an
+Online verification and status for gates and hospitals, the subject of a code scanned
+earlier (`holder_of`, for synced offline scans), the keys, revocations and day keys an
 offline bundle carries, place codes, QR rendering, the pure pieces an offline gate runs, and
 the status colours and verification reasons as types (`Status`, `Reason`).
 Every import of codes from another domain goes through this module (tests/test_contracts.py).
@@ -9,6 +10,7 @@ Every import of codes from another domain goes through this module (tests/test_c
 from __future__ import annotations
 
 from codes.errors import PlaceCodeInvalid
+from codes.holders import holder_of
 from codes.keys import daily_pseudonym, gate_token_keys, public_keys
 from codes.place_codes import sign_place_code, verify_place_code
 from codes.pseudonym import day_of
@@ -33,6 +35,7 @@ __all__ = [
     "daily_pseudonym",
     "day_of",
     "gate_token_keys",
+    "holder_of",
     "keys_from_jwks",
     "offline_pseudonym",
     "public_keys",

@@ -72,7 +72,10 @@ async def subject_of(ctx: AppContext, result: verifier.Result) -> str | None:
     handle = pseudonym.depseudonymise(perm, pseudo)
     subject_id = rt.subjects.get(handle)
     if subject_id is None:
-        row = await CodeSubject.get_or_none(handle=int.from_bytes(handle, "big"))
+        number = int.from_bytes(handle, "big")
+        if number >> 63:  # handles are made below 2**63: a token no subject was given
+            return None
+        row = await CodeSubject.get_or_none(handle=number)
         if row is None:
             return None
         subject_id = row.subject_id

@@ -27,7 +27,6 @@ from venues.errors import (
     ScanNotAnnullable,
     ScanNotFound,
 )
-from venues.holders import Holder, adopt, online_holder
 from venues.models import Admission, Entry, Presence, Reservation, Seat
 from venues.states import Direction, EntryState, can_move, entry_state
 
@@ -132,10 +131,7 @@ async def scan(ctx: AppContext, principal: Principal, request: ScanRequest) -> d
         earlier = await earlier_admission(venue.id, verdict.code_id)
         if earlier is not None:
             return await _record_repeat(entry, earlier)
-    holder = None
-    if verdict.subject_id is not None:
-        holder = await online_holder(ctx, verdict.subject_id, verdict.issued_at)
-    return await _record(venue, entry, outcome, display, holder)
+    return await _record(venue, entry, outcome, display)
 
 
 async def _record(
@@ -143,14 +139,13 @@ async def _record(
     entry: Entry,
     outcome: Outcome,
     display: dict[str, Any],
-    holder: Holder | None,
 ) -> dict[str, Any]:
     """Apply the outcome and save the entry in one transaction; a concurrent twin of the
     scan answers with what it recorded, a second admission of the code with the first."""
     for attempt in (1, 2):
         try:
             async with in_transaction():
-                return await _apply_and_save(venue, entry, outcome, display, holder)
+                return await _apply_and_save(venue, entry, outcome, display)
         except IntegrityError:
             # Rolled back whole. A concurrent request with this scan_id committed first, or
             # one admitted this code, or one for the same person created their presence row.
@@ -172,7 +167,6 @@ async def _apply_and_save(
     entry: Entry,
     outcome: Outcome,
     display: dict[str, Any],
-    holder: Holder | None,
 ) -> dict[str, Any]:
     """The scan's transaction. An admitting scan first takes the code's admission row: a
     concurrent scan of the same code waits on its key and then fails, before it touches
@@ -187,7 +181,7 @@ async def _apply_and_save(
             scan_id=entry.scan_id,
             admitted_at=entry.recorded_at,
         )
-    decision, counted, occupancy = await _apply(venue, holder, entry, outcome)
+    decision, counted, occupancy = await _apply(venue, entry, outcome)
     entry.decision, entry.reason = decision.decision, decision.reason
     entry.counted = counted
     if key is not None and not decision.admitted:
@@ -304,24 +298,24 @@ async def _entry_facts(
 
 
 async def _apply(
-    venue: VenueSnapshot, holder: Holder | None, entry: Entry, outcome: Outcome
+    venue: VenueSnapshot, entry: Entry, outcome: Outcome
 ) -> tuple[pol.Decision, bool, int]:
     """Inside the scan's transaction: move presence and occupancy for an admit, or turn it
     into a deny when a concurrent scan got there first. Returns (decision, counted, occupancy)."""
     decision = outcome.decision
-    if not decision.admitted or holder is None:
+    subject_id = entry.subject_id
+    if not decision.admitted or subject_id is None:
         return decision, False, await store.occupancy(venue.id)
-    await adopt(venue.id, holder)
     if entry.direction == Direction.OUT:
-        return await _apply_exit(venue, holder, decision, entry.recorded_at)
-    return await _apply_entry(venue, holder, outcome, entry.recorded_at)
+        return await _apply_exit(venue, subject_id, decision, entry.recorded_at)
+    return await _apply_entry(venue, subject_id, outcome, entry.recorded_at)
 
 
 async def _apply_exit(
-    venue: VenueSnapshot, holder: Holder, decision: pol.Decision, now: datetime
+    venue: VenueSnapshot, subject_id: str, decision: pol.Decision, now: datetime
 ) -> tuple[pol.Decision, bool, int]:
     # Everyone is let out; only someone inside takes a place off the occupancy.
-    if not await store.leave(venue.id, holder.key, now, holder.alias):
+    if not await store.leave(venue.id, subject_id, now):
         return decision, False, await store.occupancy(venue.id)
     after = await store.bump_occupancy(venue.id, -1)
     if after is not None:
@@ -330,18 +324,18 @@ async def _apply_exit(
 
 
 async def _apply_entry(
-    venue: VenueSnapshot, holder: Holder, outcome: Outcome, now: datetime
+    venue: VenueSnapshot, subject_id: str, outcome: Outcome, now: datetime
 ) -> tuple[pol.Decision, bool, int]:
     # Claim "inside" for this person, then a place; either may lose a race.
     decision = outcome.decision
-    if not await store.claim_inside(venue.id, holder.key, now, holder.alias):
+    if not await store.claim_inside(venue.id, subject_id, now):
         if outcome.anti_passback:
             return pol.deny(pol.ALREADY_INSIDE), False, await store.occupancy(venue.id)
         # Without anti-passback a second entry is let through but already counted.
         return decision, False, await store.occupancy(venue.id)
     after = await store.bump_occupancy(venue.id, +1)
     if after is None:
-        await store.release_inside(venue.id, holder.key)
+        await store.release_inside(venue.id, subject_id)
         return pol.deny(pol.VENUE_FULL), False, venue.capacity
     if outcome.reservation_id is not None:
         await Reservation.filter(id=outcome.reservation_id, used_at=None).update(used_at=now)

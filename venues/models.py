@@ -173,17 +173,12 @@ class Admission(Model):
 class Presence(Model):
     """Whether a person is inside a venue now (anti-passback, occupancy) and when they last
     entered and left. Occupancy is the number of rows inside: a row goes inside with +1 and
-    outside with -1, in the same transaction.
-
-    `subject_id` is the subject, or `~<alias>` for someone only offline gates have seen (the
-    server cannot open a synced code to its subject; an online scan adopts the row later).
-    `alias` is the person's daily code pseudonym of their last scan here, what a synced code
-    is matched by."""
+    outside with -1, in the same transaction. Keyed by the subject for online and synced
+    scans alike (a synced code's subject comes from `codes.api.holder_of`)."""
 
     id = fields.BigIntField(primary_key=True)
     venue_id = fields.CharField(max_length=40)
     subject_id = fields.CharField(max_length=80)
-    alias = fields.CharField(max_length=64, null=True)
     inside = fields.BooleanField(default=False)
     entered_at = fields.DatetimeField(null=True)
     exited_at = fields.DatetimeField(null=True)
@@ -191,7 +186,6 @@ class Presence(Model):
     class Meta:
         table = "venues_presence"
         unique_together = (("venue_id", "subject_id"),)
-        indexes = (("venue_id", "alias"),)
 
 
 class Visit(Model):

@@ -108,10 +108,10 @@ async def _listed_reservations(
         first = day_of(int((seat.starts_at - rules.early_entry).timestamp()))
         last = day_of(int(seat.ends_at.timestamp()))
         for day in range(first, last + 1):
-            alias = await daily_pseudonym(ctx, seat.subject_id, day)
+            pseudo = await daily_pseudonym(ctx, seat.subject_id, day)
             listed.append(
                 {
-                    "h": reservation_hash(salt, alias),
+                    "h": reservation_hash(salt, pseudo),
                     "starts_at": seat.starts_at.isoformat(),
                     "ends_at": seat.ends_at.isoformat(),
                 }

@@ -18,10 +18,9 @@ from venues.models import Presence, Slot, Venue
 # Inserts the presence row inside, or flips an outside one; no row comes back when the
 # person is inside already. One statement, so two gates cannot both claim the person.
 _CLAIM_SQL = (
-    "INSERT INTO venues_presence (venue_id, subject_id, inside, entered_at, alias) "
-    "VALUES ({0}, {1}, TRUE, {2}, {3}) ON CONFLICT (venue_id, subject_id) DO UPDATE "
-    "SET inside = TRUE, entered_at = excluded.entered_at, "
-    "alias = COALESCE(excluded.alias, venues_presence.alias) "
+    "INSERT INTO venues_presence (venue_id, subject_id, inside, entered_at) "
+    "VALUES ({0}, {1}, TRUE, {2}) ON CONFLICT (venue_id, subject_id) DO UPDATE "
+    "SET inside = TRUE, entered_at = excluded.entered_at "
     "WHERE venues_presence.inside = FALSE{extra} RETURNING id"
 )
 # A synced entry (scanned earlier, uploaded now) does not undo a later recorded exit.
@@ -31,10 +30,9 @@ _AFTER_EXIT = (
 
 # Records an exit of someone not inside: the last exit time only moves forward.
 _EXITED_SQL = (
-    "INSERT INTO venues_presence (venue_id, subject_id, inside, exited_at, alias) "
-    "VALUES ({0}, {1}, FALSE, {2}, {3}) ON CONFLICT (venue_id, subject_id) DO UPDATE "
-    "SET exited_at = excluded.exited_at, "
-    "alias = COALESCE(excluded.alias, venues_presence.alias) "
+    "INSERT INTO venues_presence (venue_id, subject_id, inside, exited_at) "
+    "VALUES ({0}, {1}, FALSE, {2}) ON CONFLICT (venue_id, subject_id) DO UPDATE "
+    "SET exited_at = excluded.exited_at "
     "WHERE venues_presence.exited_at IS NULL OR venues_presence.exited_at < excluded.exited_at"
 )
 
@@ -49,47 +47,42 @@ _OCCUPANCY_SQL = "SELECT occupancy FROM venues_venue WHERE id = {p}"
 
 
 async def claim_inside(
-    venue_id: str, holder: str, at: datetime, alias: str | None, *, synced: bool = False
+    venue_id: str, subject_id: str, at: datetime, *, synced: bool = False
 ) -> bool:
     """Mark the person inside; False when they were inside already (a concurrent scan won)
     or, for a `synced` entry, when an exit later than `at` is recorded."""
     client = Venue._meta.db
-    sql = _CLAIM_SQL.format(*placeholders(client, 4), extra=_AFTER_EXIT if synced else "")
-    rows = await client.execute_query_dict(sql, [venue_id, holder, at, alias])
+    sql = _CLAIM_SQL.format(*placeholders(client, 3), extra=_AFTER_EXIT if synced else "")
+    rows = await client.execute_query_dict(sql, [venue_id, subject_id, at])
     return bool(rows)
 
 
-async def release_inside(venue_id: str, holder: str | None) -> bool:
+async def release_inside(venue_id: str, subject_id: str | None) -> bool:
     """Undo a claim: the person is outside again (their last exit time is kept). True when
     they were inside."""
-    released = await Presence.filter(venue_id=venue_id, subject_id=holder, inside=True).update(
+    released = await Presence.filter(venue_id=venue_id, subject_id=subject_id, inside=True).update(
         inside=False
     )
     return released > 0
 
 
-async def leave(
-    venue_id: str, holder: str, at: datetime, alias: str | None, *, synced: bool = False
-) -> bool:
+async def leave(venue_id: str, subject_id: str, at: datetime, *, synced: bool = False) -> bool:
     """Record the person leaving; True when they were inside (the exit takes a place off the
     occupancy). A `synced` exit earlier than the recorded entry belongs to an earlier visit
     and leaves them inside. Someone not inside is let out and only their exit time kept."""
-    query = Presence.filter(venue_id=venue_id, subject_id=holder, inside=True)
+    query = Presence.filter(venue_id=venue_id, subject_id=subject_id, inside=True)
     if synced:
         query = query.filter(Q(entered_at=None) | Q(entered_at__lte=at))
-    changes: dict[str, object] = {"inside": False, "exited_at": at}
-    if alias is not None:
-        changes["alias"] = alias
-    if await query.update(**changes):
+    if await query.update(inside=False, exited_at=at):
         return True
     client = Venue._meta.db
-    sql = _EXITED_SQL.format(*placeholders(client, 4))
-    await client.execute_query(sql, [venue_id, holder, at, alias])
+    sql = _EXITED_SQL.format(*placeholders(client, 3))
+    await client.execute_query(sql, [venue_id, subject_id, at])
     return False
 
 
-async def inside(venue_id: str, holder: str) -> bool:
-    return await Presence.filter(venue_id=venue_id, subject_id=holder, inside=True).exists()
+async def inside(venue_id: str, subject_id: str) -> bool:
+    return await Presence.filter(venue_id=venue_id, subject_id=subject_id, inside=True).exists()
 
 
 async def bump_occupancy(venue_id: str, delta: int) -> int | None:

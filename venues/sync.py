@@ -3,7 +3,8 @@
 Each scan is recorded with the gate's own scan time, idempotently by scan_id. A scan time
 the bundle could not have been valid at, or ahead of the gate's own clock, is refused.
 What the gate decided stands (the turnstile turned), and admissions and exits move
-presence and occupancy as online scans do: one admission per code, an entry counts only
+presence and occupancy as online scans do, keyed by the code's subject
+(`codes.api.holder_of`): one admission per code, an entry counts only
 for someone not inside (and not for an entry older than their last recorded exit), an exit
 only for someone inside. What the server knows better is reported per scan as conflicts.
 """
@@ -20,12 +21,11 @@ from tortoise.transactions import in_transaction
 from app.context import AppContext
 from app.idempotency import canonical_hash
 from auth.api import Principal
-from codes.api import Result, TrustedKey, keys_from_jwks, public_keys, verify
+from codes.api import Result, TrustedKey, holder_of, keys_from_jwks, public_keys, verify
 from venues import store
 from venues.catalogue import GateRef, gate_for
 from venues.config import VenueRules, VenuesRuntime
 from venues.gate import admission_key
-from venues.holders import Holder, synced_holder
 from venues.models import Admission, Entry
 from venues.offline import revoked_code_ids
 from venues.offline_gate import OfflineScan
@@ -133,11 +133,13 @@ async def _sync_one(ctx: AppContext, batch: _Batch, item: OfflineScan) -> Synced
         return SyncedScan(item.scan_id, SyncOutcome.REJECTED, reason=refused)
     result = verify(item.code, batch.keys, (), item.scanned_at, SYNC_SKEW)
     known = await _known_better(batch, item, result)
-    holder = await synced_holder(ctx, batch.gate.venue_id, result)
+    # Presence is keyed by subject, as online: a code that did not verify at its scan time
+    # names nobody. (codes' caches answer without a query for subjects seen before.)
+    subject_id = await holder_of(ctx, item.code) if result.valid else None
     for attempt in (1, 2):
         try:
             async with in_transaction():
-                conflicts = await _record_offline(batch, item, digest, result, holder, known)
+                conflicts = await _record_offline(batch, item, digest, result, subject_id, known)
             break
         except IntegrityError:
             # The same scan sent twice at once (the other request recorded it), or the same
@@ -155,13 +157,13 @@ async def _record_offline(
     item: OfflineScan,
     digest: str,
     result: Result,
-    holder: Holder | None,
+    subject_id: str | None,
     known: list[SyncConflict],
 ) -> list[SyncConflict]:
     """Inside the sync's transaction: move presence and occupancy, store the entry; the
     scan's conflicts."""
     gate = batch.gate
-    counted, found, key = await _count_offline(gate, item, result, holder)
+    counted, found, key = await _count_offline(gate, item, result, subject_id)
     if key is not None:  # the code's one admission at this venue
         await Admission.create(
             key=key, venue_id=gate.venue_id, gate_id=gate.id, scan_id=item.scan_id,
@@ -176,7 +178,7 @@ async def _record_offline(
         direction=item.direction,
         decision=item.decision,
         reason=item.reason,
-        subject_id=holder.key if holder is not None else None,
+        subject_id=subject_id,
         code_id=result.code_id,
         counted=counted,
         response={
@@ -215,15 +217,15 @@ async def _known_better(batch: _Batch, item: OfflineScan, result: Result) -> lis
 
 
 async def _count_offline(
-    gate: GateRef, item: OfflineScan, result: Result, holder: Holder | None
+    gate: GateRef, item: OfflineScan, result: Result, subject_id: str | None
 ) -> tuple[bool, list[SyncConflict], str | None]:
     """Presence and occupancy for an offline admit: (counted, conflicts, admission key).
     A code that does not verify names nobody, so it moves neither."""
     if item.decision != ADMIT:
         return False, [], None
     if item.direction == Direction.OUT:
-        if holder is None or not await store.leave(
-            gate.venue_id, holder.key, item.scanned_at, holder.alias, synced=True
+        if subject_id is None or not await store.leave(
+            gate.venue_id, subject_id, item.scanned_at, synced=True
         ):
             return False, [], None
         return await store.bump_occupancy(gate.venue_id, -1) is not None, [], None
@@ -233,22 +235,20 @@ async def _count_offline(
         # The code admitted already: a repeat at this gate, or reported as admitted elsewhere.
         if (
             earlier.gate_id != gate.id
-            and holder is not None
-            and await store.inside(gate.venue_id, holder.key)
+            and subject_id is not None
+            and await store.inside(gate.venue_id, subject_id)
         ):
             return False, [SyncConflict.ALREADY_INSIDE], None
         return False, [], None
-    if holder is None:
+    if subject_id is None:
         return False, [], key
     venue_id = gate.venue_id
-    if not await store.claim_inside(
-        venue_id, holder.key, item.scanned_at, holder.alias, synced=True
-    ):
+    if not await store.claim_inside(venue_id, subject_id, item.scanned_at, synced=True):
         # Inside already (counted once), or out since by a later recorded exit.
-        if await store.inside(venue_id, holder.key):
+        if await store.inside(venue_id, subject_id):
             return False, [SyncConflict.ALREADY_INSIDE], key
         return False, [], key
     if await store.bump_occupancy(venue_id, +1) is None:
-        await store.release_inside(venue_id, holder.key)
+        await store.release_inside(venue_id, subject_id)
         return False, [SyncConflict.CAPACITY_OVERRUN], key
     return True, [], key

@@ -10,6 +10,8 @@ import httpx
 
 from app.clock import FrozenClock
 from app.context import AppContext
+from codes import codec
+from codes.pseudonym import DAY_OFFSET_S, day_of
 from tests.factories import Resident, resident
 from tests.venues.helpers import (
     Gate,
@@ -90,6 +92,31 @@ async def test_a_synced_admission_older_than_a_recorded_exit_does_not_put_them_b
     assert (synced["recorded"], synced["conflicts"], synced["occupancy"]) == (1, [], 0)
     back = (await scan(client, online, await code_of(client, jo))).json()
     assert (back["decision"], back["occupancy"]) == ("admit", 1), "they are outside"
+
+
+async def test_a_code_of_the_next_day_synced_while_they_are_inside_counts_them_once(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    # Codes name a different daily pseudonym each day: presence must key the subject.
+    now_s = int(clock.now().timestamp())
+    clock.advance(seconds=86400 - (now_s + DAY_OFFSET_S) % 86400 - 180)  # 3 min to midnight
+    venue = await make_venue(client, ctx, capacity=5)
+    hall, east = await make_gate(client, venue), await make_gate(client, venue)
+    local_east = await offline(client, east, clock)
+    jo = await resident(client, ctx)
+    first_code = await code_of(client, jo)
+    assert (await scan(client, hall, first_code)).json()["decision"] == "admit"
+    clock.advance(minutes=5)  # past midnight (UTC+8): today's codes open to another pseudonym
+    next_code = await code_of(client, jo)
+    issued = [codec.decode(c).payload.issued_at for c in (first_code, next_code)]
+    assert day_of(issued[1]) == day_of(issued[0]) + 1
+    unaware = local_east.decide(next_code, "in", clock.now())
+    assert unaware.decision == "admit", "east never saw jo enter"
+    synced = await sync(client, east, [unaware.as_json()])
+    assert conflicts_of(synced) == {unaware.scan_id: {"already_inside"}}
+    assert (synced["recorded"], synced["occupancy"]) == (1, 1), "not counted twice"
+    out = (await scan(client, hall, await code_of(client, jo), "out")).json()
+    assert (out["decision"], out["occupancy"]) == ("admit", 0), "one person, one place"
 
 
 def _raw(sid: str, code: str, at: datetime, decision: str = "admit") -> dict[str, Any]:
