@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -80,17 +80,11 @@ async def _http_exception_handler(request: Request, exc: Exception) -> Response:
     return problem_response(problem, request_id_of(request.scope))
 
 
-def create_app(
-    settings: Settings,
-    *,
-    clock: Clock | None = None,
-    kv: KeyValueStore | None = None,
-    domains: list[Domain] | None = None,
-) -> Starlette:
-    clock = clock or SystemClock()
-    domains = load_domains() if domains is None else domains
-    metrics = Metrics()
-    route_table = [*system_routes.routes, *(r for d in domains for r in d.routes)]
+def _lifespan(
+    settings: Settings, clock: Clock, kv: KeyValueStore | None, domains: list[Domain]
+) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
+    """Open the keys, the database and the store, start the domains and the embedded
+    worker; close them in reverse order."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -127,6 +121,21 @@ def create_app(
                 await store.close()
             await close_db(db)
 
+    return lifespan
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    kv: KeyValueStore | None = None,
+    domains: list[Domain] | None = None,
+) -> Starlette:
+    clock = clock or SystemClock()
+    domains = load_domains() if domains is None else domains
+    metrics = Metrics()
+    route_table = [*system_routes.routes, *(r for d in domains for r in d.routes)]
+
     exception_handlers: dict[Any, Any] = {
         Problem: _problem_handler,
         HTTPException: _http_exception_handler,
@@ -142,7 +151,7 @@ def create_app(
             )
         ],
         exception_handlers=exception_handlers,
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, clock, kv, domains),
     )
     app.state.settings = settings
     app.state.metrics = metrics

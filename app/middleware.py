@@ -85,17 +85,9 @@ class PlatformMiddleware:
             return message
 
         try:
-            if oversize:
-                await problem_response(
-                    HeadersTooLarge(
-                        f"at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes of them"
-                    ),
-                    request_id,
-                )(scope, receive, send_with_id)
-            elif content_length is not None and content_length > limit:
-                await problem_response(
-                    BodyTooLarge(f"the request body exceeds {limit} bytes"), request_id
-                )(scope, receive, send_with_id)
+            refusal = _refusal(oversize, content_length, limit)
+            if refusal is not None:
+                await problem_response(refusal, request_id)(scope, receive, send_with_id)
             elif content_length or chunked:
                 await self.app(scope, receive_limited, send_with_id)
             else:
@@ -103,26 +95,7 @@ class PlatformMiddleware:
                 # body (RFC 9112, 6.3), so there is nothing to count.
                 await self.app(scope, receive, send_with_id)
         except Exception as exc:
-            problem = exc if isinstance(exc, Problem) else InternalError()
-            if not isinstance(exc, Problem) and unavailable_error(exc):
-                # The database is down, black-holed or overloaded: 503, not a bug's 500.
-                problem = DependencyUnavailable("the database did not answer in time")
-                error_log.warning(
-                    "database unavailable (%s) on %s %s",
-                    type(exc).__name__,
-                    scope["method"],
-                    _route(scope),
-                    extra={"fields": {"request_id": request_id}},
-                )
-            elif not isinstance(exc, Problem):
-                error_log.error(
-                    "unhandled %s on %s %s",
-                    type(exc).__name__,
-                    scope["method"],
-                    _route(scope),
-                    exc_info=exc,
-                    extra={"fields": {"request_id": request_id}},
-                )
+            problem = _problem_for(exc, scope, request_id)
             if not response_started:
                 await problem_response(problem, request_id)(scope, receive, send_with_id)
         finally:
@@ -160,6 +133,38 @@ class PlatformMiddleware:
             # generator seeded from the OS is unique enough and saves a syscall per request.
             request_id = f"{self._ids.getrandbits(128):032x}"
         return request_id, content_length, chunked, oversize
+
+
+def _refusal(oversize: bool, content_length: int | None, limit: int) -> Problem | None:
+    """What a request gets before any handler runs when its headers or declared body are
+    past the limits; None for every other request."""
+    if oversize:
+        return HeadersTooLarge(
+            f"at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes of them"
+        )
+    if content_length is not None and content_length > limit:
+        return BodyTooLarge(f"the request body exceeds {limit} bytes")
+    return None
+
+
+def _problem_for(exc: Exception, scope: Scope, request_id: str) -> Problem:
+    """The problem an exception from the app becomes, logged when it is not the client's:
+    a database outage is 503 (a warning), anything unexpected 500 (with its traceback)."""
+    if isinstance(exc, Problem):
+        return exc
+    fields = {"fields": {"request_id": request_id}}
+    if unavailable_error(exc):
+        # The database is down, black-holed or overloaded: 503, not a bug's 500.
+        error_log.warning(
+            "database unavailable (%s) on %s %s",
+            type(exc).__name__, scope["method"], _route(scope), extra=fields,
+        )  # fmt: skip
+        return DependencyUnavailable("the database did not answer in time")
+    error_log.error(
+        "unhandled %s on %s %s",
+        type(exc).__name__, scope["method"], _route(scope), exc_info=exc, extra=fields,
+    )  # fmt: skip
+    return InternalError()
 
 
 def _route(scope: Scope) -> str:
