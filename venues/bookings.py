@@ -24,7 +24,7 @@ from venues.errors import (
     SlotInvalid,
     SlotNotFound,
 )
-from venues.models import Entry, NoShow, Reservation, Seat, Slot, Suspension
+from venues.models import Entry, NoShow, Reservation, Seat, Slot, Suspension, Venue
 from venues.policy import ADMIT
 from venues.rules import check_booking, may_cancel, suspension_until
 from venues.states import Direction, ReservationStatus, advance
@@ -233,3 +233,35 @@ async def _suspend(subject_id: str, until: datetime) -> None:
         await Suspension.create(subject_id=subject_id, until=until)
     elif current.until < until:
         await Suspension.filter(subject_id=subject_id).update(until=until)
+
+
+@dataclass(frozen=True)
+class MyBooking:
+    reservation: Reservation
+    slot: Slot
+    venue_name: str
+    cancellable: bool
+
+
+async def my_reservations(
+    ctx: AppContext, principal: Principal, limit: int = 100
+) -> list[MyBooking]:
+    """The resident's own bookings (made from this account), newest first."""
+    now = ctx.clock.now()
+    rows = (
+        await Reservation.filter(account_id=principal.id)
+        .order_by("-created_at", "-id")
+        .limit(limit)
+        .prefetch_related("slot")
+    )
+    names = dict(await Venue.filter(id__in={r.venue_id for r in rows}).values_list("id", "name"))
+    return [
+        MyBooking(
+            reservation=r,
+            slot=r.slot,
+            venue_name=str(names.get(r.venue_id, "")),
+            cancellable=r.status == ReservationStatus.BOOKED
+            and may_cancel(now=now, slot_starts_at=r.slot.starts_at),
+        )
+        for r in rows
+    ]

@@ -14,6 +14,7 @@ from auth.api import IdentityRequired, require
 from auth.api import scopes as sc
 from codes.api import PlaceCodeInvalid, qr_png, qr_svg
 from venues import bookings, catalogue, checkins, gate, offline, sync, visits
+from venues.config import VenuesRuntime
 from venues.errors import (
     AlreadyBooked,
     AnnulWindowPassed,
@@ -36,6 +37,7 @@ from venues.errors import (
 from venues.offline_gate import OfflineScan
 from venues.schemas import (
     AnnulOut,
+    BookingRulesOut,
     BundleOut,
     CheckinIn,
     CheckinOut,
@@ -44,6 +46,7 @@ from venues.schemas import (
     GateIn,
     GateOut,
     JwksOut,
+    MyReservationList,
     OccupancyOut,
     PlaceCodeOut,
     PlaceCodeQuery,
@@ -67,6 +70,7 @@ from venues.schemas import (
     checkin_out,
     entry_out,
     gate_out,
+    my_reservation_list,
     reservation_out,
     slot_out,
     sync_out,
@@ -201,7 +205,15 @@ async def get_slots(request: Request) -> Response:
     slots = await bookings.list_slots(
         app_context(request), request.path_params["venue_id"], query.day
     )
-    return json_response(SlotList(items=[slot_out(s) for s in slots]))
+    rules = app_context(request).runtime(VenuesRuntime).rules
+    return json_response(
+        SlotList(
+            items=[slot_out(s) for s in slots],
+            rules=BookingRulesOut(
+                max_party=rules.max_party, booking_opens_days=rules.booking_opens_days
+            ),
+        )
+    )
 
 
 @endpoint(
@@ -243,6 +255,18 @@ async def delete_reservation(request: Request) -> Response:
         app_context(request), principal, request.path_params["reservation_id"]
     )
     return json_response(reservation_out(booking.reservation, booking.slot))
+
+
+@endpoint(
+    summary="Your own bookings, newest first, with the venue's name and the slot's times",
+    response=MyReservationList,
+    auth=sc.RESIDENT,
+    tags=TAGS,
+)
+async def get_my_reservations(request: Request) -> Response:
+    principal = await require(request, sc.RESIDENT)
+    records = await bookings.my_reservations(app_context(request), principal)
+    return json_response(my_reservation_list(records), headers=NO_STORE)
 
 
 # -- gates ----------------------------------------------------------------------------------
@@ -461,4 +485,5 @@ routes = [
     Route("/v1/gates/sync", post_sync, methods=["POST"]),
     Route("/v1/checkins", post_checkin, methods=["POST"]),
     Route("/v1/residents/me/visits", get_my_visits, methods=["GET"]),
+    Route("/v1/residents/me/reservations", get_my_reservations, methods=["GET"]),
 ]

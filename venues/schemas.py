@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from app import types as t
 from auth.api import SubjectId
+from venues.bookings import MyBooking
 from venues.catalogue import RegisteredGate, policy_of
 from venues.checkins import CheckIn
 from venues.models import Entry, Reservation, Slot, Venue
@@ -129,8 +130,22 @@ class SlotOut(BaseModel):
     available: int = Field(description="Places still bookable online")
 
 
+class BookingRulesOut(BaseModel):
+    """The booking rules a client shows before a request fails."""
+
+    max_party: int = Field(description="People in one booking: the booker and dependents")
+    booking_opens_days: int = Field(description="Booking opens this many days before a slot")
+    one_booking_per_day: bool = Field(
+        default=True, description="Each person holds at most one booking per venue per day"
+    )
+    cancel_until_start: bool = Field(
+        default=True, description="A booking can be cancelled until its slot starts"
+    )
+
+
 class SlotList(BaseModel):
     items: list[SlotOut]
+    rules: BookingRulesOut | None = None
 
 
 class SlotQuery(_In):
@@ -152,6 +167,15 @@ class ReservationOut(BaseModel):
     status: Literal["booked", "cancelled", "no_show"]
     created_at: datetime
     cancelled_at: datetime | None
+
+
+class MyReservationOut(ReservationOut):
+    venue_name: str
+    cancellable: bool = Field(description="Whether DELETE /v1/reservations/{id} would cancel it")
+
+
+class MyReservationList(BaseModel):
+    items: list[MyReservationOut]
 
 
 class ScanIn(_In):
@@ -458,6 +482,19 @@ def visit_list(records: Sequence[VisitRecord]) -> VisitList:
     return VisitList(
         items=[
             VisitOut(kind=r.kind, venue_id=r.venue_id, venue_name=r.venue_name, at=r.at)
+            for r in records
+        ]
+    )
+
+
+def my_reservation_list(records: Sequence[MyBooking]) -> MyReservationList:
+    return MyReservationList(
+        items=[
+            MyReservationOut(
+                **reservation_out(r.reservation, r.slot).model_dump(),
+                venue_name=r.venue_name,
+                cancellable=r.cancellable,
+            )
             for r in records
         ]
     )
