@@ -1,13 +1,15 @@
-"""Factories other domains' tests build on: valid ID numbers, residents logged in
-through the real OTP flow, dependents, and machine clients with tokens."""
+"""Factories and checks every domain's tests build on: valid ID numbers, residents logged
+in through the real OTP flow (and again with fresh tokens), dependents, machine clients
+with tokens, residents' codes, and the one way to assert a problem response."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
+from typing import Any
 
 import httpx
 
@@ -48,7 +50,25 @@ class Resident:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+        return bearer(self.token)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response is an application/problem+json answer with this status and code, its
+    type, title and detail present and its request id set; returns the body, so a test
+    can go on to check the problem's extra fields (`errors`, `retry_after`, ...)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json", response.text
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code, body
+    assert body["status"] == status, body
+    assert {"type", "title", "detail"} <= body.keys(), body
+    assert response.headers["x-request-id"]
+    return body
 
 
 def sandbox(ctx: AppContext) -> SandboxSms:
@@ -81,7 +101,7 @@ async def resident(
     """A logged-in resident, with real-name identity bound unless `identity=False`."""
     phone = phone or unique_phone()
     tokens = await login(client, ctx, phone)
-    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    headers = bearer(tokens["access_token"])
     id_number = None
     if identity:
         id_number = valid_id_number(birth)
@@ -128,6 +148,34 @@ async def add_dependent(
     return dependent_id
 
 
+async def relogin(client: httpx.AsyncClient, person: Resident) -> Resident:
+    """The same resident with fresh tokens (after the test clock moved past their expiry)."""
+    refreshed = await client.post("/v1/auth/refresh", json={"refresh_token": person.refresh_token})
+    assert refreshed.status_code == 200, refreshed.text
+    tokens = refreshed.json()
+    return replace(person, token=tokens["access_token"], refresh_token=tokens["refresh_token"])
+
+
+async def code_body(
+    client: httpx.AsyncClient, who: Resident, *, dependent_id: str | None = None
+) -> dict[str, Any]:
+    """GET /v1/codes/me (the dependent's code when `dependent_id` is given), asserted 200:
+    the whole answer (`code`, `status`, `issued_at`, `expires_at`, `refresh_after`)."""
+    params = {"dependent_id": dependent_id} if dependent_id is not None else {}
+    response = await client.get("/v1/codes/me", params=params, headers=who.headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def code_of(
+    client: httpx.AsyncClient, who: Resident, *, dependent_id: str | None = None
+) -> str:
+    """The code string `who` is shown now (their dependent's with `dependent_id`)."""
+    code: str = (await code_body(client, who, dependent_id=dependent_id))["code"]
+    return code
+
+
 @dataclass(frozen=True)
 class Machine:
     client_id: str
@@ -139,7 +187,7 @@ class Machine:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+        return bearer(self.token)
 
 
 async def machine(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +18,7 @@ from app.errors import Conflict
 from app.http import endpoint, json_response, read_json
 from app.main import create_app
 from app.settings import Settings
+from tests.factories import assert_problem
 
 
 class Order(BaseModel):
@@ -46,17 +46,6 @@ async def probe(settings: Settings, clock: FrozenClock) -> AsyncIterator[httpx.A
         transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
             yield c
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code
-    assert body["status"] == status
-    assert {"type", "title", "detail"} <= body.keys()
-    assert response.headers["x-request-id"]
-    return body
 
 
 async def test_valid_body_is_served(probe: httpx.AsyncClient) -> None:

@@ -7,8 +7,7 @@ import httpx
 
 from app.context import AppContext
 from auth.models import AuditEvent
-from tests.auth.checks import bearer
-from tests.factories import add_dependent, machine, resident, sandbox, unique_phone
+from tests.factories import add_dependent, bearer, machine, resident, sandbox, unique_phone
 
 
 async def test_a_day_of_security_events_is_recorded_without_secrets(

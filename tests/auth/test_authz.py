@@ -21,8 +21,7 @@ from app.settings import Settings
 from auth import scopes as sc
 from auth.authz import require
 from auth.models import AuditEvent
-from tests.auth.checks import assert_problem
-from tests.factories import machine, resident
+from tests.factories import assert_problem, machine, resident
 
 
 async def venue_scan(request: Request) -> Response:

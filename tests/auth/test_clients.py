@@ -20,9 +20,8 @@ from auth.errors import TenantNotAllowed, TenantRequired
 from auth.models import AuditEvent, Client
 from auth.sessions import authenticate
 from auth.wiring import seed_demo
-from tests.auth.checks import assert_problem, bearer
 from tests.conftest import REPO, server_env
-from tests.factories import Machine, machine, resident
+from tests.factories import Machine, assert_problem, bearer, machine, resident
 
 
 async def grant(client: httpx.AsyncClient, client_id: str, secret: str) -> httpx.Response:

@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from app.context import AppContext
-from tests.auth.checks import assert_problem
-from tests.factories import Resident, add_dependent, resident, valid_id_number
+from tests.factories import Resident, add_dependent, assert_problem, resident, valid_id_number
 
 
 async def post_dependent(

@@ -14,9 +14,8 @@ import pytest
 from app.clock import FrozenClock
 from app.context import AppContext
 from app.settings import Settings
-from tests.auth.checks import assert_problem
 from tests.conftest import REPO, server_env
-from tests.factories import resident
+from tests.factories import assert_problem, resident
 
 
 @pytest.fixture

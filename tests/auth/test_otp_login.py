@@ -12,8 +12,7 @@ import pytest
 from app.clock import FrozenClock
 from app.context import AppContext
 from auth.models import Account, AuditEvent
-from tests.auth.checks import assert_problem, bearer
-from tests.factories import sandbox, unique_phone
+from tests.factories import assert_problem, bearer, sandbox, unique_phone
 
 
 async def request_code(client: httpx.AsyncClient, ctx: AppContext, phone: str) -> str:

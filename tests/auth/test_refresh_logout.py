@@ -9,8 +9,7 @@ import httpx
 from app.clock import FrozenClock
 from app.context import AppContext
 from auth.models import AuditEvent, RefreshToken
-from tests.auth.checks import assert_problem, bearer
-from tests.factories import resident
+from tests.factories import assert_problem, bearer, resident
 
 
 async def rotate(client: httpx.AsyncClient, refresh_token: str) -> httpx.Response:

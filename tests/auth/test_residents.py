@@ -16,8 +16,7 @@ from auth.models import Account, AuditEvent, Subject
 from auth.principal import Principal
 from auth.residents import subject_for_request, subject_profile
 from auth.sessions import authenticate
-from tests.auth.checks import assert_problem
-from tests.factories import add_dependent, machine, resident, valid_id_number
+from tests.factories import add_dependent, assert_problem, machine, resident, valid_id_number
 
 
 async def bind(

@@ -13,8 +13,7 @@ import httpx
 import pytest
 
 from app.context import AppContext
-from tests.auth.checks import assert_problem
-from tests.factories import machine, resident
+from tests.factories import assert_problem, machine, resident
 from tests.payments.helpers import Hospital, hospital, item, open_encounter, patient
 from tests.venues.helpers import VenueKit, make_gate, make_venue
 

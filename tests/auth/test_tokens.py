@@ -21,8 +21,7 @@ from app.context import AppContext
 from app.keyring import SigningKeyring
 from auth import tokens
 from auth.principal import Principal, PrincipalKind
-from tests.auth.checks import assert_problem, bearer
-from tests.factories import resident
+from tests.factories import assert_problem, bearer, resident
 
 
 def b64(data: bytes) -> str:

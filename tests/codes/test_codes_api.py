@@ -14,18 +14,11 @@ from app.clock import FrozenClock
 from app.context import AppContext
 from codes import codec
 from codes.states import Status
-from tests.factories import Machine, Resident, add_dependent, machine, resident
+from tests.factories import Machine, add_dependent, code_body, code_of, machine, resident
 
 
 async def gate(client: httpx.AsyncClient, ctx: AppContext, venue: str = "venue-1") -> Machine:
     return await machine(client, ctx, "gate", venue)
-
-
-async def my_code(client: httpx.AsyncClient, who: Resident, **params: str) -> dict[str, Any]:
-    response = await client.get("/v1/codes/me", params=params, headers=who.headers)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def verify(client: httpx.AsyncClient, verifier: Machine, code: str) -> dict[str, Any]:
@@ -54,11 +47,11 @@ async def test_two_codes_of_one_person_share_nothing_but_colour_key_and_time(
     client: httpx.AsyncClient, ctx: AppContext
 ) -> None:
     who = await resident(client, ctx)
-    first = codec.decode((await my_code(client, who))["code"]).payload
-    second = codec.decode((await my_code(client, who))["code"]).payload
+    first = codec.decode(await code_of(client, who)).payload
+    second = codec.decode(await code_of(client, who)).payload
     assert first.token != second.token
     assert who.subject_id is not None
-    assert who.subject_id.encode() not in codec.b45decode((await my_code(client, who))["code"][4:])
+    assert who.subject_id.encode() not in codec.b45decode((await code_of(client, who))[4:])
 
 
 async def test_code_before_identity_is_409_identity_required(
@@ -116,7 +109,7 @@ async def test_guardian_shows_a_dependents_code_but_not_a_strangers(
     parent = await resident(client, ctx)
     child = await add_dependent(client, parent)
     stranger = await resident(client, ctx)
-    body = await my_code(client, parent, dependent_id=child)
+    body = await code_body(client, parent, dependent_id=child)
     scanner = await gate(client, ctx)
     verdict = await verify(client, scanner, body["code"])
     assert verdict["valid"] and verdict["subject"]["masked_name"] == "张*明"
@@ -131,7 +124,7 @@ async def test_verifier_sees_masked_name_colour_and_age_group_only(
 ) -> None:
     who = await resident(client, ctx, name="王小红")
     scanner = await gate(client, ctx)
-    verdict = await verify(client, scanner, (await my_code(client, who))["code"])
+    verdict = await verify(client, scanner, await code_of(client, who))
     assert verdict["valid"] is True and verdict["reason"] == "ok"
     assert verdict["subject"]["masked_name"] == "王*红"
     assert verdict["subject"]["status"] == "green" and verdict["subject"]["age_group"]
@@ -145,7 +138,7 @@ async def test_verify_needs_the_codes_verify_scope(
     client: httpx.AsyncClient, ctx: AppContext
 ) -> None:
     who = await resident(client, ctx)
-    code = (await my_code(client, who))["code"]
+    code = await code_of(client, who)
     response = await client.post("/v1/codes/verify", json={"code": code}, headers=who.headers)
     assert response.status_code == 403 and response.json()["code"] == "forbidden"
     assert (await client.post("/v1/codes/verify", json={"code": code})).status_code == 401
@@ -173,7 +166,7 @@ async def test_same_gate_may_rescan_but_another_verifier_gets_code_replayed(
     client: httpx.AsyncClient, ctx: AppContext
 ) -> None:
     who = await resident(client, ctx)
-    code = (await my_code(client, who))["code"]
+    code = await code_of(client, who)
     first, second = await gate(client, ctx), await gate(client, ctx, "venue-2")
     assert (await verify(client, first, code))["valid"] is True
     assert (await verify(client, first, code))["valid"] is True
@@ -192,7 +185,7 @@ async def test_a_failed_verification_does_not_consume_the_code(
     who = await resident(client, ctx)
     first, second = await gate(client, ctx), await gate(client, ctx, "venue-2")
     clock.advance(seconds=40)  # the issuer's clock runs ahead by more than the skew
-    code = (await my_code(client, who))["code"]
+    code = await code_of(client, who)
     clock.advance(seconds=-40)
     assert (await verify(client, first, code))["reason"] == "code_not_yet_valid"
     clock.advance(seconds=40)
@@ -205,7 +198,7 @@ async def test_concurrent_verifications_by_many_verifiers_admit_exactly_one(
     who = await resident(client, ctx)
     verifiers = [await gate(client, ctx, f"venue-{i}") for i in range(12)]
     for _ in range(3):
-        code = (await my_code(client, who))["code"]
+        code = await code_of(client, who)
         verdicts = await asyncio.gather(
             *(verify(client, v, code) for v in verifiers for _ in range(3))
         )
@@ -221,7 +214,7 @@ async def test_codes_expire_after_lifetime_plus_skew(
     client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
 ) -> None:
     who = await resident(client, ctx)
-    code = (await my_code(client, who))["code"]
+    code = await code_of(client, who)
     scanner = await gate(client, ctx)
     clock.advance(seconds=90)
     assert (await verify(client, scanner, code))["valid"] is True

@@ -15,7 +15,7 @@ from codes import store
 from codes.issuing import issue_code
 from codes.models import HealthStatus, HealthStatusChange
 from codes.status import current_status
-from tests.factories import Machine, Resident, machine, resident
+from tests.factories import Machine, Resident, code_body, code_of, machine, resident
 
 
 async def authority(client: httpx.AsyncClient, ctx: AppContext) -> Machine:
@@ -37,13 +37,6 @@ async def put_status(
     return await client.put(f"/v1/health-status/{subject_id}", json=body, headers=who.headers)
 
 
-async def code_of(client: httpx.AsyncClient, who: Resident) -> dict[str, Any]:
-    response = await client.get("/v1/codes/me", headers=who.headers)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def subject(who: Resident) -> str:
     assert who.subject_id is not None
     return who.subject_id
@@ -56,7 +49,7 @@ async def test_authority_sets_a_status_and_new_codes_carry_it(
     response = await put_status(client, auth, subject(who), "yellow")
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "yellow"
-    assert (await code_of(client, who))["status"] == "yellow"
+    assert (await code_body(client, who))["status"] == "yellow"
     assert await current_status(ctx, subject(who)) == "yellow"
 
 
@@ -65,14 +58,14 @@ async def test_a_code_issued_green_is_refused_once_the_subject_turned_red(
 ) -> None:
     who, auth = await resident(client, ctx), await authority(client, ctx)
     gate = await machine(client, ctx, "gate", "venue-1")
-    code = (await code_of(client, who))["code"]
+    code = await code_of(client, who)
     assert (await put_status(client, auth, subject(who), "red")).status_code == 200
     response = await client.post("/v1/codes/verify", json={"code": code}, headers=gate.headers)
     verdict = response.json()
     assert verdict["valid"] is False
     assert verdict["reason"] == "status_changed"
     assert verdict["issued_status"] == "green"
-    fresh = (await code_of(client, who))["code"]
+    fresh = await code_of(client, who)
     again = await client.post("/v1/codes/verify", json={"code": fresh}, headers=gate.headers)
     assert again.json()["valid"] is True
     assert again.json()["subject"]["status"] == "red"
@@ -85,7 +78,7 @@ async def test_status_reverts_to_the_default_after_valid_until(
     until = clock.now() + timedelta(hours=1)
     response = await put_status(client, auth, subject(who), "red", valid_until=until)
     assert response.json()["valid_until"] is not None
-    assert (await code_of(client, who))["status"] == "red"
+    assert (await code_body(client, who))["status"] == "red"
     clock.advance(hours=1)
     assert await current_status(ctx, subject(who)) == "green"
     assert (await issue_code(ctx, subject(who))).status == "green"

@@ -12,14 +12,7 @@ import jwt
 from app.clock import FrozenClock
 from app.context import AppContext
 from codes import verifier
-from tests.factories import Machine, Resident, add_dependent, machine, resident
-
-
-async def code_of(client: httpx.AsyncClient, who: Resident, **params: str) -> str:
-    response = await client.get("/v1/codes/me", params=params, headers=who.headers)
-    assert response.status_code == 200, response.text
-    code: str = response.json()["code"]
-    return code
+from tests.factories import Machine, Resident, add_dependent, code_of, machine, resident
 
 
 async def verdict(client: httpx.AsyncClient, gate: Machine, code: str) -> dict[str, Any]:

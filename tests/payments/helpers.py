@@ -19,7 +19,7 @@ from payments import ledger
 from payments.config import PaymentsRuntime
 from payments.models import Bill, Collection, LedgerEntry, LedgerTransfer, SandboxOperation
 from payments.provider import PaymentProvider, ProviderResult
-from tests.factories import Resident, login, machine, resident
+from tests.factories import Resident, code_of, login, machine, resident
 
 _SEQ = itertools.count(1)
 
@@ -93,13 +93,6 @@ async def patient(
     )
     assert enrolled.status_code == 201, enrolled.text
     return person
-
-
-async def code_of(client: httpx.AsyncClient, person: Resident) -> str:
-    response = await client.get("/v1/codes/me", headers=person.headers)
-    assert response.status_code == 200, response.text
-    code: str = response.json()["code"]
-    return code
 
 
 def key() -> dict[str, str]:

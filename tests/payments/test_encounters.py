@@ -10,11 +10,10 @@ import httpx
 from app.clock import FrozenClock
 from app.context import AppContext
 from payments import tasks
-from tests.factories import resident
+from tests.factories import code_of, resident
 from tests.payments.helpers import (
     charge,
     close,
-    code_of,
     hospital,
     item,
     key,

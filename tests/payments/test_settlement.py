@@ -11,11 +11,11 @@ from app.clock import FrozenClock
 from app.context import AppContext
 from payments import tasks
 from payments.models import Bill, LedgerTransfer, OutboxEvent, SandboxOperation
+from tests.factories import code_of
 from tests.payments.helpers import (
     charge,
     check_books,
     close,
-    code_of,
     hospital,
     item,
     key,

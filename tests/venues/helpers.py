@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -108,16 +108,6 @@ async def make_slot(
     return body
 
 
-async def code_of(
-    client: httpx.AsyncClient, resident: Resident, dependent: str | None = None
-) -> str:
-    params = {"dependent_id": dependent} if dependent else {}
-    got = await client.get("/v1/codes/me", params=params, headers=resident.headers)
-    assert got.status_code == 200, got.text
-    code: str = got.json()["code"]
-    return code
-
-
 def scan_id() -> str:
     return f"scan-{next(_SCAN_SEQ):08d}"
 
@@ -153,14 +143,6 @@ def local_time(now: datetime, *, days: int, hour: int) -> datetime:
     rules = VenueRules()
     start, _ = rules.day_bounds(rules.local_day(now) + timedelta(days=days))
     return start + timedelta(hours=hour)
-
-
-async def relogin(client: httpx.AsyncClient, ctx: AppContext, person: Resident) -> Resident:
-    """The same resident with fresh tokens (after the test clock moved past their expiry)."""
-    refreshed = await client.post("/v1/auth/refresh", json={"refresh_token": person.refresh_token})
-    assert refreshed.status_code == 200, refreshed.text
-    tokens = refreshed.json()
-    return replace(person, token=tokens["access_token"], refresh_token=tokens["refresh_token"])
 
 
 async def warm_kv(ctx: AppContext, connections: int) -> None:

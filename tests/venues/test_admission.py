@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from app.context import AppContext
-from tests.factories import resident
-from tests.venues.helpers import code_of, make_gate, make_venue, occupancy, scan, scan_id
+from tests.factories import code_of, resident
+from tests.venues.helpers import make_gate, make_venue, occupancy, scan, scan_id
 
 
 @pytest.mark.parametrize("anti_passback", [True, False])

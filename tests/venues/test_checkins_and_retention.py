@@ -16,8 +16,8 @@ from app.clock import FrozenClock
 from app.context import AppContext
 from app.main import create_app
 from app.settings import Settings
-from tests.factories import resident
-from tests.venues.helpers import code_of, make_gate, make_venue, relogin, scan
+from tests.factories import code_of, relogin, resident
+from tests.venues.helpers import make_gate, make_venue, scan
 from venues import tasks
 from venues.models import DailyCount, Entry, Visit
 
@@ -90,7 +90,7 @@ async def test_purge_removes_old_records_and_keeps_daily_counts(
     await client.post("/v1/checkins", json={"place_code": place}, headers=ivy.headers)
     clock.advance(days=27)
     assert await tasks.purge(ctx) == 0, "nothing is older than 28 days yet"
-    ivy = await relogin(client, ctx, ivy)
+    ivy = await relogin(client, ivy)
     clock.advance(days=2)
     assert await tasks.purge(ctx) >= 3
     assert await Entry.filter(venue_id=venue.id).count() == 0

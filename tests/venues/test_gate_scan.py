@@ -9,18 +9,8 @@ import httpx
 
 from app.clock import FrozenClock
 from app.context import AppContext
-from tests.factories import resident
-from tests.venues.helpers import (
-    book,
-    code_of,
-    make_gate,
-    make_slot,
-    make_venue,
-    relogin,
-    scan,
-    scan_id,
-    warm_kv,
-)
+from tests.factories import code_of, relogin, resident
+from tests.venues.helpers import book, make_gate, make_slot, make_venue, scan, scan_id, warm_kv
 
 
 async def test_admit_then_already_inside_then_exit(
@@ -132,13 +122,13 @@ async def test_status_colour_and_reservation_policy(
     early = await scan(client, gate, await code_of(client, holder))
     assert early.json()["reason"] == "reservation_required", "more than 30 min before the slot"
     clock.advance(minutes=11)
-    holder = await relogin(client, ctx, holder)
+    holder = await relogin(client, holder)
     on_time = await scan(client, gate, await code_of(client, holder))
     assert on_time.json()["decision"] == "admit"
-    walker = await relogin(client, ctx, walker)
+    walker = await relogin(client, walker)
     no_booking = await scan(client, gate, await code_of(client, walker))
     assert no_booking.json()["reason"] == "reservation_required"
-    yellow = await relogin(client, ctx, yellow)
+    yellow = await relogin(client, yellow)
     colour = await scan(client, gate, await code_of(client, yellow))
     assert (colour.json()["reason"], colour.json()["display"]["status"]) == (
         "status_not_allowed",

@@ -10,10 +10,9 @@ import pytest
 
 from app.clock import FrozenClock
 from app.context import AppContext
-from tests.factories import resident
+from tests.factories import code_of, resident
 from tests.venues.helpers import (
     book,
-    code_of,
     conflicts_of,
     make_gate,
     make_slot,

@@ -12,11 +12,10 @@ from app.clock import FrozenClock
 from app.context import AppContext
 from codes import codec
 from codes.pseudonym import DAY_OFFSET_S, day_of
-from tests.factories import Resident, resident
+from tests.factories import Resident, code_of, resident
 from tests.venues.helpers import (
     Gate,
     VenueKit,
-    code_of,
     conflicts_of,
     make_gate,
     make_venue,

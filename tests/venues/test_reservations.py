@@ -9,18 +9,8 @@ import httpx
 
 from app.clock import FrozenClock
 from app.context import AppContext
-from tests.factories import add_dependent, resident
-from tests.venues.helpers import (
-    book,
-    code_of,
-    local_time,
-    make_gate,
-    make_slot,
-    make_venue,
-    relogin,
-    scan,
-    warm_kv,
-)
+from tests.factories import add_dependent, code_of, relogin, resident
+from tests.venues.helpers import book, local_time, make_gate, make_slot, make_venue, scan, warm_kv
 from venues import tasks
 from venues.config import VenueRules
 from venues.models import NoShow
@@ -89,7 +79,7 @@ async def test_booking_rules_party_window_past_unknown(
     unknown = await book(client, carol, "slot_missing")
     assert unknown.status_code == 404 and unknown.json()["code"] == "slot_not_found"
     clock.advance(hours=2)
-    carol = await relogin(client, ctx, carol)
+    carol = await relogin(client, carol)
     past = await book(client, carol, soon["id"])
     assert past.status_code == 422 and past.json()["code"] == "slot_in_past"
     stranger = await book(client, carol, far["id"], ["subj_not_mine"])
@@ -126,19 +116,19 @@ async def test_three_no_shows_suspend_booking(
     ]
     for day in range(3):
         clock.set(t0 + timedelta(days=day))
-        erin = await relogin(client, ctx, erin)
+        erin = await relogin(client, erin)
         assert (await book(client, erin, slots[day]["id"])).status_code == 201
         clock.set(t0 + timedelta(days=day, hours=2, minutes=1))
         assert await tasks.count_no_shows(ctx) == 1
         assert await tasks.count_no_shows(ctx) == 0, "a slot is counted once"
     clock.set(t0 + timedelta(days=3))
-    erin = await relogin(client, ctx, erin)
+    erin = await relogin(client, erin)
     refused = await book(client, erin, slots[3]["id"])
     assert refused.status_code == 403 and refused.json()["code"] == "booking_suspended"
     clock.set(t0 + timedelta(days=20))
-    erin = await relogin(client, ctx, erin)  # a refresh token lives 30 days
+    erin = await relogin(client, erin)  # a refresh token lives 30 days
     clock.set(t0 + timedelta(days=33))
-    erin = await relogin(client, ctx, erin)
+    erin = await relogin(client, erin)
     assert (await book(client, erin, slots[4]["id"])).status_code == 201
 
 

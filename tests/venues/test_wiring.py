@@ -6,8 +6,7 @@ import httpx
 
 from app.context import AppContext
 from app.worker import run_job_once
-from tests.factories import resident
-from tests.venues.helpers import code_of
+from tests.factories import code_of, resident
 from venues.wiring import DOMAIN
 
 
