@@ -6,7 +6,14 @@ import importlib
 
 from app.domain import Domain
 
-DOMAIN_MODULES = ("app.wiring", "auth.wiring", "codes.wiring", "venues.wiring", "payments.wiring")
+DOMAIN_MODULES = (
+    "app.wiring",
+    "auth.wiring",
+    "codes.wiring",
+    "venues.wiring",
+    "payments.wiring",
+    "app.pages",
+)
 
 
 def load_domains() -> list[Domain]:

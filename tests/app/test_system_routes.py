@@ -234,6 +234,8 @@ def _routes(routes: list[BaseRoute], prefix: str = "") -> list[tuple[str, Route]
     for route in routes:
         if isinstance(route, Mount):
             found += _routes(list(route.routes), prefix + route.path)
+        elif isinstance(route, Route) and not route.include_in_schema:
+            continue  # the static pages (app/pages.py): not API, not in the document
         elif isinstance(route, Route):
             found.append((prefix + route.path, route))
         else:
