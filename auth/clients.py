@@ -22,7 +22,7 @@ from auth.errors import (
 )
 from auth.models import Client
 from auth.principal import Principal, PrincipalKind
-from auth.states import CLIENT_TRANSITIONS, ClientStatus, can_move
+from auth.states import CLIENT, ClientStatus
 
 CLIENT_FAILURE_WINDOW_MS = 15 * 60 * 1000
 
@@ -121,7 +121,7 @@ async def disable_client(
     """Disable for good (again is a no-op); its tokens stop working at once."""
     now = ctx.clock.now()
     client = await _client(client_id)
-    if can_move(CLIENT_TRANSITIONS, ClientStatus.of(client), ClientStatus.DISABLED):
+    if CLIENT.can_move(ClientStatus.of(client), ClientStatus.DISABLED):
         client.disabled_at = now
         await client.save(update_fields=["disabled_at"])
     await store.mark_client_disabled(ctx, client.id)

@@ -17,7 +17,7 @@ from auth.config import AuthRuntime
 from auth.errors import RefreshInvalid, RefreshReused
 from auth.models import Account, RefreshToken
 from auth.principal import Principal, PrincipalKind
-from auth.states import REFRESH_TRANSITIONS, RefreshState, can_move
+from auth.states import REFRESH, RefreshState
 
 REFRESH_TTL = timedelta(days=30)
 
@@ -78,7 +78,7 @@ async def refresh(ctx: AppContext, refresh_token: str, meta: RequestMeta) -> Iss
     if state is RefreshState.ACTIVE and row.expires_at <= now:
         raise RefreshInvalid("the refresh token expired; log in again")
     consumed = 0
-    if can_move(REFRESH_TRANSITIONS, state, RefreshState.USED):
+    if REFRESH.can_move(state, RefreshState.USED):
         # Conditional on the token being active still: of concurrent uses one claims it.
         consumed = await RefreshToken.filter(id=row.id, used_at=None, revoked_at=None).update(
             used_at=now

@@ -1,5 +1,6 @@
 """The auth domain's state machines as types: each state enum, its allowed transitions in
-one table, and `can_move()`, which a change of state asks first.
+one table, and its `app.states.Machine` (`CLIENT`, `REFRESH`, `CONSENT`), whose `can_move()`
+a change of state asks first.
 
 The states are not stored as strings: a row's state follows from its timestamps
 (`disabled_at`, `used_at`, `revoked_at`), and the database update that moves a row is
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import IntEnum, StrEnum
-from typing import TypeVar
 
+from app.states import Machine
 from auth.models import Client, RefreshToken
 
 
@@ -87,8 +88,6 @@ CONSENT_TRANSITIONS: Mapping[ConsentState, frozenset[ConsentState]] = {
     ConsentState.USED: frozenset(),
 }
 
-S = TypeVar("S", ClientStatus, RefreshState, ConsentState)
-
-
-def can_move(transitions: Mapping[S, frozenset[S]], current: S, new: S) -> bool:
-    return new in transitions[current]
+CLIENT = Machine("client", ClientStatus, CLIENT_TRANSITIONS)
+REFRESH = Machine("refresh token", RefreshState, REFRESH_TRANSITIONS)
+CONSENT = Machine("consent code", ConsentState, CONSENT_TRANSITIONS)

@@ -1,7 +1,8 @@
 """The payments domain's state machines: one `StrEnum` per stored status and its allowed moves.
 
 The enum values are the strings the database stores (no schema change); every status change
-goes through its machine's `advance`, so a move the table does not list fails loudly.
+goes through its machine's `advance` (`app.states.Machine`), so a move the table does not list
+fails loudly.
 
     encounter        open -> settled
     bill             collecting -> paid | payment_pending | overdue (a declined manual payment)
@@ -18,10 +19,11 @@ outbox event's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, TypeVar
+
+# The machine and its error are app.states's, named here for the domain's callers.
+from app.states import IllegalTransition as IllegalTransition
+from app.states import Machine as Machine
 
 
 class EncounterStatus(StrEnum):
@@ -82,31 +84,6 @@ class OutboxStatus(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"  # gave up after the give-up horizon
     SKIPPED = "skipped"  # the hospital has no webhook endpoint
-
-
-S = TypeVar("S", bound=StrEnum)
-
-
-class IllegalTransition(RuntimeError):
-    """A status change its machine does not allow: a bug, never a client's error."""
-
-
-@dataclass(frozen=True)
-class Machine(Generic[S]):
-    """One state machine: its states and, for each, the states it may move to."""
-
-    name: str
-    states: type[S]
-    transitions: Mapping[S, frozenset[S]]
-
-    def can_move(self, current: str, target: S) -> bool:
-        return target in self.transitions.get(self.states(current), frozenset())
-
-    def advance(self, current: str, target: S) -> S:
-        """`target` if the machine allows moving there from `current`, else IllegalTransition."""
-        if not self.can_move(current, target):
-            raise IllegalTransition(f"{self.name}: {current} -> {target} is not allowed")
-        return target
 
 
 ENCOUNTER = Machine(

@@ -27,7 +27,7 @@ from venues.errors import (
 from venues.models import Entry, NoShow, Reservation, Seat, Slot, Suspension, Venue
 from venues.policy import ADMIT
 from venues.rules import check_booking, may_cancel, suspension_until
-from venues.states import Direction, ReservationStatus, advance
+from venues.states import RESERVATION, Direction, ReservationStatus
 
 
 async def create_slot(
@@ -79,7 +79,7 @@ async def _move(
     reservation_id: str, current: ReservationStatus, target: ReservationStatus, **fields: Any
 ) -> bool:
     """The one way a reservation's status changes: a conditional update from `current`."""
-    status = advance(current, target)
+    status = RESERVATION.advance(current, target)
     return bool(
         await Reservation.filter(id=reservation_id, status=current).update(status=status, **fields)
     )

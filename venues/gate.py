@@ -28,7 +28,7 @@ from venues.errors import (
     ScanNotFound,
 )
 from venues.models import Admission, Entry, Presence, Reservation, Seat
-from venues.states import Direction, EntryState, can_move, entry_state
+from venues.states import ENTRY, Direction, EntryState, entry_state
 
 
 @dataclass(frozen=True)
@@ -353,7 +353,11 @@ async def annul_scan(ctx: AppContext, principal: Principal, scan_id: str) -> tup
     state = entry_state(entry.decision, entry.annulled_at)
     if state == EntryState.ANNULLED:
         return entry, await store.occupancy(entry.venue_id)
-    if not can_move(state, EntryState.ANNULLED) or entry.direction != Direction.IN or entry.offline:
+    if (
+        not ENTRY.can_move(state, EntryState.ANNULLED)
+        or entry.direction != Direction.IN
+        or entry.offline
+    ):
         raise ScanNotAnnullable("only an admitted online entry can be annulled")
     if now - entry.recorded_at > timedelta(seconds=rules.annul_window_seconds):
         raise AnnulWindowPassed(

@@ -1,4 +1,5 @@
-"""The venues domain's states and the moves allowed between them, one table per machine (pure).
+"""The venues domain's states and the moves allowed between them, one table per machine (pure),
+each made an `app.states.Machine` (`RESERVATION`, `ENTRY`).
 
     reservation   booked -> cancelled      (by the booker, until the slot starts)
                   booked -> no_show        (the no-show job, after the slot ended unused)
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import TypeVar
+
+from app.states import Machine
 
 
 class ReservationStatus(StrEnum):
@@ -97,24 +99,8 @@ ENTRY_TRANSITIONS: dict[EntryState, frozenset[EntryState]] = {
     EntryState.ANNULLED: frozenset(),
 }
 
-_MACHINES: dict[type[StrEnum], dict[StrEnum, frozenset[StrEnum]]] = {
-    ReservationStatus: RESERVATION_TRANSITIONS,  # type: ignore[dict-item]
-    EntryState: ENTRY_TRANSITIONS,  # type: ignore[dict-item]
-}
-
-S = TypeVar("S", ReservationStatus, EntryState)
-
-
-def can_move(current: S, target: S) -> bool:
-    """Whether the machine `current` belongs to allows the move to `target`."""
-    return target in _MACHINES[type(current)][current]
-
-
-def advance(current: S, target: S) -> S:
-    """`target`, when the move is allowed; a move the table forbids is a programming error."""
-    if not can_move(current, target):
-        raise ValueError(f"{type(current).__name__}: {current} -> {target} is not allowed")
-    return target
+RESERVATION = Machine("reservation", ReservationStatus, RESERVATION_TRANSITIONS)
+ENTRY = Machine("entry", EntryState, ENTRY_TRANSITIONS)
 
 
 def entry_state(decision: str, annulled_at: datetime | None) -> EntryState:

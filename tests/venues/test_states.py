@@ -9,8 +9,11 @@ from typing import get_args
 import pytest
 from pydantic import BaseModel
 
+from app.states import IllegalTransition
 from venues.schemas import EntryOut, GateIn, ReservationOut, ScanIn, SyncResult, VisitOut
 from venues.states import (
+    ENTRY,
+    RESERVATION,
     Direction,
     EntryState,
     GateDirection,
@@ -18,20 +21,20 @@ from venues.states import (
     ScanDecision,
     SyncOutcome,
     VisitKind,
-    advance,
-    can_move,
     entry_state,
 )
 
 
 def test_a_booking_is_cancelled_or_missed_once_and_then_stays() -> None:
     booked = ReservationStatus.BOOKED
-    assert can_move(booked, ReservationStatus.CANCELLED)
-    assert can_move(booked, ReservationStatus.NO_SHOW)
+    assert RESERVATION.can_move(booked, ReservationStatus.CANCELLED)
+    assert RESERVATION.can_move(booked, ReservationStatus.NO_SHOW)
+    assert not RESERVATION.can_move(booked, booked)
+    assert RESERVATION.terminal == {ReservationStatus.CANCELLED, ReservationStatus.NO_SHOW}
     for final in (ReservationStatus.CANCELLED, ReservationStatus.NO_SHOW):
-        assert not any(can_move(final, other) for other in ReservationStatus)
-    with pytest.raises(ValueError):
-        advance(ReservationStatus.NO_SHOW, ReservationStatus.BOOKED)
+        assert not any(RESERVATION.can_move(final, other) for other in ReservationStatus)
+    with pytest.raises(IllegalTransition):
+        RESERVATION.advance(ReservationStatus.NO_SHOW, ReservationStatus.BOOKED)
 
 
 def test_only_an_admitted_entry_can_be_annulled() -> None:
@@ -39,9 +42,10 @@ def test_only_an_admitted_entry_can_be_annulled() -> None:
     assert entry_state("admit", None) == EntryState.ADMITTED
     assert entry_state("deny", None) == EntryState.DENIED
     assert entry_state("admit", when) == EntryState.ANNULLED
-    assert advance(EntryState.ADMITTED, EntryState.ANNULLED) == EntryState.ANNULLED
-    assert not can_move(EntryState.DENIED, EntryState.ANNULLED)
-    assert not can_move(EntryState.ANNULLED, EntryState.ANNULLED)
+    assert ENTRY.advance(EntryState.ADMITTED, EntryState.ANNULLED) == EntryState.ANNULLED
+    assert not ENTRY.can_move(EntryState.DENIED, EntryState.ANNULLED)
+    assert not ENTRY.can_move(EntryState.ANNULLED, EntryState.ANNULLED)
+    assert ENTRY.terminal == {EntryState.DENIED, EntryState.ANNULLED}
 
 
 def test_a_gate_for_both_directions_scans_either() -> None:
