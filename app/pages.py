@@ -1,4 +1,5 @@
-"""The resident pages (`/app/`): static files under `app/web/`, served by the app itself.
+"""The pages (`/app/` for residents, and every other site named in `SITES`): static files
+under `app/web/<site>/` plus the shared `app/web/vendor/`, served by the app itself.
 
 Every asset is served under a content-hashed name computed once from its bytes
 (`/app/assets/js/main.3f2a9c1d5e.js`), cached for a year as immutable; `index.html` is
@@ -30,9 +31,10 @@ from app.domain import Domain
 from app.settings import SettingsError
 
 WEB = Path(__file__).parent / "web"
-PAGES = WEB / "app"
 VENDOR = WEB / "vendor"
-ASSET_PREFIX = "/app/assets/"
+# Each site: its folder under app/web/ and where it is served. A new screen is one line
+# here and one folder; the routes below are made for every site alike.
+SITES: dict[str, str] = {"app": "/app/"}
 SERVED_SUFFIXES = {".js", ".mjs", ".css", ".svg", ".png", ".ico", ".webp", ".woff2"}
 # Bare module names the pages import, and the vendored file each one means.
 BARE_MODULES = {"qrcode-generator": "vendor/qrcode-generator-2.0.4/qrcode.mjs"}
@@ -57,10 +59,10 @@ class Site:
     import_map_hash: str  # 'sha256-...' of the inline import map
 
 
-def _logical(path: Path) -> str:
+def _logical(path: Path, site: str) -> str:
     """The name a file is known by: `js/main.js`, `vendor/qrcode-generator-2.0.4/...`."""
     relative = path.relative_to(WEB).as_posix()
-    return relative.removeprefix("app/")
+    return relative.removeprefix(f"{site}/")
 
 
 def _hashed(logical: str, body: bytes) -> str:
@@ -70,25 +72,31 @@ def _hashed(logical: str, body: bytes) -> str:
 
 
 @cache
-def build_site() -> Site:
-    """Read every file once and name it by its bytes (at the first request or start)."""
+def build_site(site: str = "app") -> Site:
+    """Read every file of `site` once and name it by its bytes (at start)."""
     assets: dict[str, Asset] = {}
     urls: dict[str, str] = {}
-    files = [p for p in sorted(WEB.rglob("*")) if p.is_file() and p.suffix in SERVED_SUFFIXES]
+    asset_prefix = SITES[site] + "assets/"
+    files = [
+        p
+        for folder in (WEB / site, VENDOR)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.suffix in SERVED_SUFFIXES
+    ]
     for path in files:
         body = path.read_bytes()
-        logical = _logical(path)
+        logical = _logical(path, site)
         served = _hashed(logical, body)
         media = _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "text/plain"
         if media.startswith("text/") and "charset" not in media:
             media += "; charset=utf-8"
         assets[served] = Asset(body, media)
-        urls[logical] = ASSET_PREFIX + served
-    imports = {ASSET_PREFIX + logical: url for logical, url in urls.items() if _is_module(logical)}
+        urls[logical] = asset_prefix + served
+    imports = {asset_prefix + logical: url for logical, url in urls.items() if _is_module(logical)}
     imports.update({name: urls[target] for name, target in BARE_MODULES.items()})
     import_map = json.dumps({"imports": imports}, indent=1, sort_keys=True)
     digest = base64.b64encode(hashlib.sha256(import_map.encode()).digest()).decode()
-    template = (PAGES / "index.html").read_text(encoding="utf-8")
+    template = (WEB / site / "index.html").read_text(encoding="utf-8")
 
     def asset_url(match: re.Match[str]) -> str:
         return urls[match.group(1)]
@@ -141,26 +149,33 @@ def security_headers(extra: Mapping[str, str], site: Site) -> dict[str, str]:
     return headers
 
 
+def _site_of(request: Request) -> str:
+    site: str = request.scope["route"].name
+    return site
+
+
 def _headers(request: Request, cache_control: str) -> dict[str, str]:
-    headers = security_headers(app_context(request).settings.extra, build_site())
+    site = build_site(_site_of(request))
+    headers = security_headers(app_context(request).settings.extra, site)
     headers["Cache-Control"] = cache_control
     return headers
 
 
-async def redirect_to_app(request: Request) -> Response:
-    return RedirectResponse("/app/", status_code=308, headers=_headers(request, "no-cache"))
+async def redirect_to_site(request: Request) -> Response:
+    target = SITES[_site_of(request)]
+    return RedirectResponse(target, status_code=308, headers=_headers(request, "no-cache"))
 
 
 async def index(request: Request) -> Response:
     return Response(
-        build_site().index,
+        build_site(_site_of(request)).index,
         media_type="text/html; charset=utf-8",
         headers=_headers(request, "no-cache"),
     )
 
 
 async def asset(request: Request) -> Response:
-    found = build_site().assets.get(request.path_params["path"])
+    found = build_site(_site_of(request)).assets.get(request.path_params["path"])
     if found is None:
         return Response(
             "not found", status_code=404, media_type="text/plain; charset=utf-8",
@@ -172,15 +187,23 @@ async def asset(request: Request) -> Response:
 async def _startup(ctx: AppContext) -> None:
     # Hash the files once at start, and refuse a malformed frame-ancestors knob there.
     frame_ancestors(ctx.settings.extra)
-    build_site()
+    for site in SITES:
+        build_site(site)
 
 
-DOMAIN = Domain(
-    name="pages",
-    routes=[
-        Route("/app", redirect_to_app, methods=["GET"], include_in_schema=False),
-        Route("/app/", index, methods=["GET"], include_in_schema=False),
-        Route("/app/assets/{path:path}", asset, methods=["GET"], include_in_schema=False),
-    ],
-    startup=_startup,
-)
+def _routes() -> list[Route]:
+    """For each site: its index, its hashed assets, and a redirect from the bare path."""
+    routes = []
+    for site, mount in SITES.items():
+        if mount != "/":
+            routes.append(
+                Route(mount.rstrip("/"), redirect_to_site, name=site, include_in_schema=False)
+            )
+        routes += [
+            Route(mount, index, methods=["GET"], name=site, include_in_schema=False),
+            Route(mount + "assets/{path:path}", asset, name=site, include_in_schema=False),
+        ]
+    return routes
+
+
+DOMAIN = Domain(name="pages", routes=_routes(), startup=_startup)
