@@ -1,5 +1,6 @@
 """The pages (`/app/` for residents, and every other site named in `SITES`): static files
-under `app/web/<site>/` plus the shared `app/web/vendor/`, served by the app itself.
+under `app/web/<site>/` plus the shared `app/web/common/` (modules several sites use,
+known as `common/...`) and `app/web/vendor/`, served by the app itself.
 
 Every asset is served under a content-hashed name computed once from its bytes
 (`/app/assets/js/main.3f2a9c1d5e.js`), cached for a year as immutable; `index.html` is
@@ -79,7 +80,7 @@ def build_site(site: str = "app") -> Site:
     asset_prefix = SITES[site] + "assets/"
     files = [
         p
-        for folder in (WEB / site, VENDOR)
+        for folder in (WEB / site, WEB / "common", VENDOR)
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.suffix in SERVED_SUFFIXES
     ]
