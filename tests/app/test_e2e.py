@@ -16,6 +16,7 @@ import pytest
 
 from app.domains import load_domains
 from tests.conftest import REPO, ServerProcess, free_port
+from tests.factories import assert_problem
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +30,7 @@ def test_real_server_answers_healthz_and_readyz(
         assert health.status_code == 200 and health.json() == {"status": "ok"}
         assert health.headers["x-request-id"]
         assert http.get("/readyz").json()["status"] == "ok"
-        assert http.get("/nowhere").json()["code"] == "not_found"
+        assert_problem(http.get("/nowhere"), 404, "not_found")
         assert http.get("/openapi.json").json()["openapi"] == "3.1.0"
 
 

@@ -24,6 +24,7 @@ from app.http import endpoint, read_json
 from app.idempotency import StoredResponse, idempotent_json
 from app.main import create_app
 from app.settings import Settings
+from tests.factories import assert_problem
 
 
 class Transfer(BaseModel):
@@ -100,8 +101,7 @@ async def test_same_key_other_body_is_422(env: Env) -> None:
     client, ledger = env
     await post(client, "k2", {"amount_fen": 500})
     response = await post(client, "k2", {"amount_fen": 900})
-    assert response.status_code == 422
-    assert response.json()["code"] == "idempotency_key_reused"
+    assert_problem(response, 422, "idempotency_key_reused")
     assert ledger.applied == [500]
 
 
@@ -119,7 +119,9 @@ async def test_concurrent_duplicates_apply_once_and_others_are_told_in_progress(
     )
     statuses = sorted(r.status_code for r in responses)
     assert statuses.count(201) == 1
-    assert all(r.json()["code"] == "request_in_progress" for r in responses if r.status_code == 409)
+    for r in responses:
+        if r.status_code == 409:
+            assert_problem(r, 409, "request_in_progress")
     assert statuses.count(409) == 7
     assert ledger.applied == [700]
 
@@ -145,8 +147,7 @@ async def test_server_failure_releases_the_key_for_a_retry(env: Env) -> None:
 async def test_missing_key_is_400(env: Env) -> None:
     client, ledger = env
     response = await post(client, None, {"amount_fen": 1})
-    assert response.status_code == 400
-    assert response.json()["code"] == "idempotency_key_required"
+    assert_problem(response, 400, "idempotency_key_required")
     assert ledger.applied == []
 
 

@@ -28,6 +28,7 @@ from app.main import create_app
 from app.routes import HEALTHY_BODY
 from app.settings import Settings
 from tests.conftest import Backend, free_port
+from tests.factories import assert_problem
 
 
 class Note(BaseModel):
@@ -101,10 +102,7 @@ async def test_readyz_is_503_when_the_store_is_down_while_healthz_stays_up(
     app.state.ctx.kv = create_store(f"redis://127.0.0.1:{free_port()}/0", "down")
     try:
         response = await client.get("/readyz")
-        assert response.status_code == 503
-        assert response.headers["content-type"] == "application/problem+json"
-        body = response.json()
-        assert body["code"] == "dependency_unavailable"
+        body = assert_problem(response, 503, "dependency_unavailable")
         assert body["checks"]["database"] == "ok"
         assert body["checks"]["kv"].startswith("down: ")
         assert "127.0.0.1" not in response.text  # the reason is named, not leaked
@@ -143,9 +141,7 @@ async def test_readyz_is_503_when_the_database_is_down(
     working, app.state.db = app.state.db, broken_database
     try:
         response = await client.get("/readyz")
-        assert response.status_code == 503
-        body = response.json()
-        assert body["code"] == "dependency_unavailable"
+        body = assert_problem(response, 503, "dependency_unavailable")
         assert body["checks"]["database"].startswith("down: ")
         assert body["checks"]["kv"] == "ok"
         assert (await client.get("/healthz")).status_code == 200

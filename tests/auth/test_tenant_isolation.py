@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from app.context import AppContext
-from tests.factories import assert_problem, machine, resident
+from tests.factories import assert_problem, code_of, machine, resident
 from tests.payments.helpers import Hospital, hospital, item, open_encounter, patient
 from tests.venues.helpers import VenueKit, make_gate, make_venue
 
@@ -47,7 +47,7 @@ async def world(client: httpx.AsyncClient, ctx: AppContext) -> World:
         headers=hospital_a.headers,
     )
     assert charged.status_code == 201, charged.text
-    code = (await client.get("/v1/codes/me", headers=person.headers)).json()["code"]
+    code = await code_of(client, person)
     someone = await resident(client, ctx)
     authority = await machine(client, ctx, "authority")
     return World(
@@ -209,7 +209,7 @@ async def test_a_gate_scans_only_for_its_own_venue(
     bundle = (await client.get("/v1/gates/bundle", headers=gate_b.headers)).json()
     assert bundle["document"]["venue_id"] == world.venue_b.id
     person = await resident(client, ctx)
-    code = (await client.get("/v1/codes/me", headers=person.headers)).json()["code"]
+    code = await code_of(client, person)
     scanned = await client.post(
         "/v1/gates/scan",
         json={"scan_id": str(uuid.uuid4()), "code": code, "direction": "in"},

@@ -14,7 +14,15 @@ from app.clock import FrozenClock
 from app.context import AppContext
 from codes import codec
 from codes.states import Status
-from tests.factories import Machine, add_dependent, code_body, code_of, machine, resident
+from tests.factories import (
+    Machine,
+    add_dependent,
+    assert_problem,
+    code_body,
+    code_of,
+    machine,
+    resident,
+)
 
 
 async def gate(client: httpx.AsyncClient, ctx: AppContext, venue: str = "venue-1") -> Machine:
@@ -59,8 +67,7 @@ async def test_code_before_identity_is_409_identity_required(
 ) -> None:
     who = await resident(client, ctx, identity=False)
     response = await client.get("/v1/codes/me", headers=who.headers)
-    assert response.status_code == 409
-    assert response.json()["code"] == "identity_required"
+    assert_problem(response, 409, "identity_required")
 
 
 async def test_code_needs_a_resident_token(client: httpx.AsyncClient, ctx: AppContext) -> None:
@@ -99,8 +106,7 @@ async def test_unknown_format_is_a_validation_error(
 ) -> None:
     who = await resident(client, ctx)
     response = await client.get("/v1/codes/me", params={"format": "gif"}, headers=who.headers)
-    assert response.status_code == 422
-    assert response.json()["code"] == "validation_failed"
+    assert_problem(response, 422, "validation_failed")
 
 
 async def test_guardian_shows_a_dependents_code_but_not_a_strangers(
@@ -140,7 +146,7 @@ async def test_verify_needs_the_codes_verify_scope(
     who = await resident(client, ctx)
     code = await code_of(client, who)
     response = await client.post("/v1/codes/verify", json={"code": code}, headers=who.headers)
-    assert response.status_code == 403 and response.json()["code"] == "forbidden"
+    assert_problem(response, 403, "forbidden")
     assert (await client.post("/v1/codes/verify", json={"code": code})).status_code == 401
     operator = await machine(client, ctx, "operator", "venue-1")
     response = await client.post("/v1/codes/verify", json={"code": code}, headers=operator.headers)

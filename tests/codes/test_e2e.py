@@ -11,7 +11,7 @@ import pytest
 
 from app.context import AppContext
 from tests.conftest import ServerProcess
-from tests.factories import machine, resident
+from tests.factories import code_of, machine, resident
 
 pytestmark = [pytest.mark.e2e, pytest.mark.real_only]
 
@@ -40,9 +40,7 @@ async def test_replay_rule_holds_across_two_worker_processes(
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=20, limits=limits) as http:
         for _ in range(6):
-            issued = await http.get("/v1/codes/me", headers=who.headers)
-            assert issued.status_code == 200, issued.text
-            code = issued.json()["code"]
+            code = await code_of(http, who)
             responses = await asyncio.gather(
                 *(
                     http.post("/v1/codes/verify", json={"code": code}, headers=g.headers)

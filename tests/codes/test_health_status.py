@@ -15,7 +15,7 @@ from codes import store
 from codes.issuing import issue_code
 from codes.models import HealthStatus, HealthStatusChange
 from codes.status import current_status
-from tests.factories import Machine, Resident, code_body, code_of, machine, resident
+from tests.factories import Machine, Resident, assert_problem, code_body, code_of, machine, resident
 
 
 async def authority(client: httpx.AsyncClient, ctx: AppContext) -> Machine:
@@ -94,7 +94,7 @@ async def test_valid_until_in_the_past_is_refused(
     response = await put_status(
         client, auth, subject(who), "red", valid_until=clock.now() - timedelta(seconds=1)
     )
-    assert response.status_code == 422 and response.json()["code"] == "validation_failed"
+    assert_problem(response, 422, "validation_failed")
     assert await current_status(ctx, subject(who)) == "green"
 
 

@@ -14,7 +14,7 @@ from codes import codec
 from codes.api import holder_of, sign_place_code
 from codes.config import CodesRuntime
 from codes.issuing import issue_code
-from tests.factories import add_dependent, resident
+from tests.factories import add_dependent, code_of, resident
 
 
 async def subject_and_code(client: httpx.AsyncClient, ctx: AppContext) -> tuple[str, str]:
@@ -42,9 +42,8 @@ async def test_a_dependents_code_names_the_dependent(
 ) -> None:
     guardian = await resident(client, ctx)
     child = await add_dependent(client, guardian)
-    got = await client.get("/v1/codes/me", params={"dependent_id": child}, headers=guardian.headers)
-    assert got.status_code == 200, got.text
-    assert await holder_of(ctx, got.json()["code"]) == child != guardian.subject_id
+    code = await code_of(client, guardian, dependent_id=child)
+    assert await holder_of(ctx, code) == child != guardian.subject_id
 
 
 async def test_forged_malformed_and_place_codes_name_nobody(

@@ -21,7 +21,7 @@ from codes import codec, verifier
 from codes.errors import PlaceCodeInvalid
 from codes.issuing import issue_code
 from codes.place_codes import sign_place_code, verify_place_code
-from tests.factories import machine, resident
+from tests.factories import code_of, machine, resident
 
 
 @pytest.fixture
@@ -53,10 +53,10 @@ async def test_after_rotation_the_new_key_signs_and_old_codes_verify_until_they_
 ) -> None:
     who = await resident(client, ctx)
     gate = await machine(client, ctx, "gate", "venue-1")
-    old_code = (await client.get("/v1/codes/me", headers=who.headers)).json()["code"]
+    old_code = await code_of(client, who)
     old = ctx.keys.signing["codes"].active()
     new = ctx.keys.signing["codes"].rotate()
-    new_code = (await client.get("/v1/codes/me", headers=who.headers)).json()["code"]
+    new_code = await code_of(client, who)
     assert codec.decode(new_code).payload.key_id == codec.key_id_of(new.public_key)
     published = {k["kid"]: k for k in (await jwks(client))["keys"]}
     assert set(published) == {old.kid, new.kid}
@@ -137,7 +137,7 @@ async def test_cli_rotation_reaches_the_running_process(
     assert rotated != before
     await asyncio.sleep(1.1)  # running processes re-check the key index once a second
     who = await resident(client, ctx)
-    code = (await client.get("/v1/codes/me", headers=who.headers)).json()["code"]
+    code = await code_of(client, who)
     published = {k["code_kid"]: k["kid"] for k in (await jwks(client))["keys"]}
     assert published[codec.decode(code).payload.key_id.hex()] == rotated
     assert set(published.values()) == {before, rotated}

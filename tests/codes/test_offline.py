@@ -9,7 +9,7 @@ from app.context import AppContext
 from codes import pseudonym, verifier
 from codes.config import CodesRuntime
 from codes.keys import daily_pseudonym, gate_token_keys
-from tests.factories import machine, resident
+from tests.factories import code_of, machine, resident
 
 
 async def test_gate_reads_the_same_daily_pseudonym_the_server_lists_reservations_by(
@@ -22,7 +22,7 @@ async def test_gate_reads_the_same_daily_pseudonym_the_server_lists_reservations
     keys = verifier.keys_from_jwks((await client.get("/v1/codes/keys")).json())
     seen = []
     for who in (alice, alice, bob):
-        code = (await client.get("/v1/codes/me", headers=who.headers)).json()["code"]
+        code = await code_of(client, who)
         result = verifier.verify(code, keys, (), clock.now())
         assert result.valid
         seen.append(verifier.daily_pseudonym(result, gate_keys))
@@ -39,7 +39,7 @@ async def test_a_process_that_never_saw_the_subject_still_finds_them(
 ) -> None:
     who = await resident(client, ctx)
     gate = await machine(client, ctx, "gate", "venue-1")
-    code = (await client.get("/v1/codes/me", headers=who.headers)).json()["code"]
+    code = await code_of(client, who)
     rt = ctx.runtime(CodesRuntime)
     for cache in (rt.handles, rt.subjects, rt.pseudonyms, rt.holders, rt.profiles):
         cache.clear()

@@ -12,7 +12,15 @@ import jwt
 from app.clock import FrozenClock
 from app.context import AppContext
 from codes import verifier
-from tests.factories import Machine, Resident, add_dependent, code_of, machine, resident
+from tests.factories import (
+    Machine,
+    Resident,
+    add_dependent,
+    assert_problem,
+    code_of,
+    machine,
+    resident,
+)
 
 
 async def verdict(client: httpx.AsyncClient, gate: Machine, code: str) -> dict[str, Any]:
@@ -98,7 +106,7 @@ async def test_admin_revokes_a_named_subject(client: httpx.AsyncClient, ctx: App
     gate = await machine(client, ctx, "gate", "venue-1")
     code = await code_of(client, who)
     missing = await revoke(client, admin)
-    assert missing.status_code == 422 and missing.json()["code"] == "subject_required"
+    assert_problem(missing, 422, "subject_required")
     unknown = await revoke(client, admin, subject_id="sub_nobody")
     assert unknown.status_code == 404
     assert who.subject_id is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from app.context import AppContext
-from tests.factories import machine, resident
+from tests.factories import assert_problem, machine, resident
 from tests.payments.helpers import hospital, patient
 
 
@@ -24,8 +24,7 @@ async def test_admin_creates_a_hospital_whose_client_can_get_a_token(
 async def test_only_an_admin_creates_hospitals(client: httpx.AsyncClient, ctx: AppContext) -> None:
     gate = await machine(client, ctx, "gate", "venue-1")
     response = await client.post("/v1/hospitals", json={"name": "x"}, headers=gate.headers)
-    assert response.status_code == 403
-    assert response.json()["code"] == "forbidden"
+    assert_problem(response, 403, "forbidden")
     anonymous = await client.post("/v1/hospitals", json={"name": "x"})
     assert anonymous.status_code == 401
 
@@ -52,8 +51,7 @@ async def test_second_enrolment_is_refused(client: httpx.AsyncClient, ctx: AppCo
     again = await client.post(
         "/v1/credit/enroll", json={"payment_method": "pm_sandbox_ok"}, headers=person.headers
     )
-    assert again.status_code == 409
-    assert again.json()["code"] == "already_enrolled"
+    assert_problem(again, 409, "already_enrolled")
 
 
 async def test_unknown_payment_method_cannot_be_bound(
@@ -63,8 +61,7 @@ async def test_unknown_payment_method_cannot_be_bound(
     response = await client.post(
         "/v1/credit/enroll", json={"payment_method": "pm_stolen_card"}, headers=person.headers
     )
-    assert response.status_code == 422
-    assert response.json()["code"] == "payment_method_invalid"
+    assert_problem(response, 422, "payment_method_invalid")
 
 
 async def test_enrolment_needs_identity(client: httpx.AsyncClient, ctx: AppContext) -> None:
@@ -72,8 +69,7 @@ async def test_enrolment_needs_identity(client: httpx.AsyncClient, ctx: AppConte
     response = await client.post(
         "/v1/credit/enroll", json={"payment_method": "pm_sandbox_ok"}, headers=person.headers
     )
-    assert response.status_code == 409
-    assert response.json()["code"] == "identity_required"
+    assert_problem(response, 409, "identity_required")
 
 
 async def test_credit_summary_of_a_resident_not_enrolled_is_404(
@@ -81,8 +77,7 @@ async def test_credit_summary_of_a_resident_not_enrolled_is_404(
 ) -> None:
     person = await resident(client, ctx)
     response = await client.get("/v1/credit/me", headers=person.headers)
-    assert response.status_code == 404
-    assert response.json()["code"] == "not_enrolled"
+    assert_problem(response, 404, "not_enrolled")
 
 
 async def test_webhook_registration_returns_a_stable_secret_until_rotated(

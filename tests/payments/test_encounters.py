@@ -10,7 +10,7 @@ import httpx
 from app.clock import FrozenClock
 from app.context import AppContext
 from payments import tasks
-from tests.factories import code_of, resident
+from tests.factories import assert_problem, code_of, resident
 from tests.payments.helpers import (
     charge,
     close,
@@ -48,8 +48,7 @@ async def test_patient_not_enrolled_gets_credit_unavailable(
         json={"code": await code_of(client, person), "department": "内科"},
         headers={**where.headers, **key()},
     )
-    assert response.status_code == 402
-    assert response.json()["code"] == "credit_unavailable"
+    assert_problem(response, 402, "credit_unavailable")
 
 
 async def test_open_needs_an_idempotency_key_and_replays_with_it(
@@ -69,8 +68,7 @@ async def test_open_needs_an_idempotency_key_and_replays_with_it(
     other = await client.post(
         "/v1/encounters", json={**body, "department": "外科"}, headers=headers
     )
-    assert other.status_code == 422
-    assert other.json()["code"] == "idempotency_key_reused"
+    assert_problem(other, 422, "idempotency_key_reused")
 
 
 async def test_a_code_scanned_by_one_hospital_is_replayed_at_another(
@@ -82,8 +80,7 @@ async def test_a_code_scanned_by_one_hospital_is_replayed_at_another(
     ok = await client.post("/v1/encounters", json=body, headers={**first.headers, **key()})
     assert ok.status_code == 201
     replay = await client.post("/v1/encounters", json=body, headers={**second.headers, **key()})
-    assert replay.status_code == 422
-    assert replay.json()["code"] == "code_rejected"
+    assert_problem(replay, 422, "code_rejected")
     assert replay.json()["reason"] == "code_replayed"
 
 
@@ -101,8 +98,7 @@ async def test_charge_beyond_the_hold_extends_it_while_credit_remains(
     credit = (await client.get("/v1/credit/me", headers=person.headers)).json()
     assert credit["available_fen"] == 70_000
     too_much = await charge(client, where, encounter["id"], [item(70_001)])
-    assert too_much.status_code == 402
-    assert too_much.json()["code"] == "credit_limit_exceeded"
+    assert_problem(too_much, 402, "credit_limit_exceeded")
     exact = await charge(client, where, encounter["id"], [item(70_000)])
     assert exact.status_code == 201 and exact.json()["hold_fen"] == 300_000
 
@@ -117,8 +113,7 @@ async def test_charge_id_is_idempotent(client: httpx.AsyncClient, ctx: AppContex
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["amount_fen"] == first.json()["amount_fen"] == 2_500
     changed = await charge(client, where, encounter["id"], [item(9)], charge_id="rx-1")
-    assert changed.status_code == 422
-    assert changed.json()["code"] == "idempotency_key_reused"
+    assert_problem(changed, 422, "idempotency_key_reused")
     got = await client.get(f"/v1/encounters/{encounter['id']}", headers=where.headers)
     assert got.json()["charged_fen"] == 2_500
 
@@ -139,8 +134,7 @@ async def test_charges_after_close_are_refused(client: httpx.AsyncClient, ctx: A
     encounter = await open_encounter(client, where, await patient(client, ctx))
     assert (await close(client, where, encounter["id"])).status_code == 200
     late = await charge(client, where, encounter["id"], [item(100)])
-    assert late.status_code == 409
-    assert late.json()["code"] == "encounter_closed"
+    assert_problem(late, 409, "encounter_closed")
 
 
 async def test_concurrent_charges_never_exceed_the_hold_or_the_credit(

@@ -12,6 +12,7 @@ from app.clock import FrozenClock
 from app.context import AppContext
 from payments import tasks
 from payments.models import Bill, Collection, LedgerTransfer, SandboxOperation
+from tests.factories import assert_problem
 from tests.payments.helpers import (
     CrashingProvider,
     charge,
@@ -92,7 +93,7 @@ async def test_unanswered_provider_leaves_the_collection_for_the_worker(
     assert await SandboxOperation.filter(kind="collect").count() == 1
     await check_books()
     in_flight = await client.post(f"/v1/bills/{bill.id}/pay", json={}, headers=person.headers)
-    assert in_flight.status_code == 409 and in_flight.json()["code"] == "payment_in_progress"
+    assert_problem(in_flight, 409, "payment_in_progress")
     clock.advance(timedelta(seconds=30))  # the provider is not asked again at once
     assert await tasks.resume_collections(ctx) == 0
     clock.advance(timedelta(minutes=5))

@@ -8,6 +8,7 @@ import httpx
 
 from app.context import AppContext
 from payments.models import Bill, SandboxOperation
+from tests.factories import assert_problem
 from tests.payments.helpers import (
     charge,
     check_books,
@@ -54,7 +55,7 @@ async def test_refund_after_settlement_splits_in_proportion_and_pays_back(
     assert bill["paid_out_fen"] == 3_000
     assert await SandboxOperation.filter(kind="payout").count() == 2
     over = await refund(client, where, encounter["id"], "c1", 1)
-    assert over.status_code == 409 and over.json()["code"] == "refund_exceeds_charge"
+    assert_problem(over, 409, "refund_exceeds_charge")
     await check_books()
 
 
@@ -81,7 +82,7 @@ async def test_refund_id_is_idempotent(client: httpx.AsyncClient, ctx: AppContex
     again = await refund(client, where, encounter["id"], "c1", 100, refund_id="r1")
     assert (first.status_code, again.status_code) == (201, 200)
     other = await refund(client, where, encounter["id"], "c1", 200, refund_id="r1")
-    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    assert_problem(other, 422, "idempotency_key_reused")
     unknown = await refund(client, where, encounter["id"], "nope", 1)
     assert unknown.status_code == 404
 

@@ -11,7 +11,7 @@ from app.clock import FrozenClock
 from app.context import AppContext
 from payments import tasks
 from payments.models import Bill, LedgerTransfer, OutboxEvent, SandboxOperation
-from tests.factories import code_of
+from tests.factories import assert_problem, code_of
 from tests.payments.helpers import (
     charge,
     check_books,
@@ -130,7 +130,7 @@ async def test_bill_unpaid_for_fifteen_days_becomes_overdue_and_suspends_credit(
         json={"code": await code_of(client, person), "department": "内科"},
         headers={**where.headers, **key()},
     )
-    assert refused.status_code == 402 and refused.json()["code"] == "credit_unavailable"
+    assert_problem(refused, 402, "credit_unavailable")
     paid = await client.post(
         f"/v1/bills/{bill_id}/pay", json={"payment_method": "pm_sandbox_ok"}, headers=person.headers
     )
@@ -203,7 +203,9 @@ async def test_concurrent_duplicates_of_one_close_are_answered_in_progress_or_re
     )
     statuses = [r.status_code for r in responses]
     assert set(statuses) <= {200, 409} and 200 in statuses, statuses
-    assert all(r.json()["code"] == "request_in_progress" for r in responses if r.status_code == 409)
+    for r in responses:
+        if r.status_code == 409:
+            assert_problem(r, 409, "request_in_progress")
     assert len({r.json()["bill_id"] for r in responses if r.status_code == 200}) == 1
     again = await close(client, where, encounter["id"], idem="same-close")
     assert again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"

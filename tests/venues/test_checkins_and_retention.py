@@ -16,7 +16,7 @@ from app.clock import FrozenClock
 from app.context import AppContext
 from app.main import create_app
 from app.settings import Settings
-from tests.factories import code_of, relogin, resident
+from tests.factories import assert_problem, code_of, relogin, resident
 from tests.venues.helpers import make_gate, make_venue, scan
 from venues import tasks
 from venues.models import DailyCount, Entry, Visit
@@ -53,7 +53,7 @@ async def test_check_in_records_a_visit_and_shows_colour_and_masked_name(
     forged = await client.post(
         "/v1/checkins", json={"place_code": place[:-3] + "AAA"}, headers=fay.headers
     )
-    assert forged.status_code == 422 and forged.json()["code"] == "place_code_invalid"
+    assert_problem(forged, 422, "place_code_invalid")
     identity_code = await code_of(client, fay)
     wrong_kind = await client.post(
         "/v1/checkins", json={"place_code": identity_code}, headers=fay.headers
@@ -170,8 +170,7 @@ async def test_gate_answers_503_quickly_when_redis_is_unreachable(
                 started = time.perf_counter()
                 down = await scan(client, gate, code)
                 elapsed = time.perf_counter() - started
-                assert down.status_code == 503, down.text
-                assert down.json()["code"] == "dependency_unavailable"
+                assert_problem(down, 503, "dependency_unavailable")
                 assert elapsed < 2.0
                 entries = await Entry.filter(venue_id=venue.id).count()
                 assert entries == 0, "nothing admitted without the replay check"

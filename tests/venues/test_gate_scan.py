@@ -9,7 +9,7 @@ import httpx
 
 from app.clock import FrozenClock
 from app.context import AppContext
-from tests.factories import code_of, relogin, resident
+from tests.factories import assert_problem, code_of, relogin, resident
 from tests.venues.helpers import book, make_gate, make_slot, make_venue, scan, scan_id, warm_kv
 
 
@@ -46,7 +46,7 @@ async def test_same_scan_id_same_answer_other_body_422(
     repeat = await scan(client, gate, code, sid=sid)
     assert repeat.status_code == 200 and repeat.json() == first.json()
     other = await scan(client, gate, await code_of(client, bo), sid=sid)
-    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    assert_problem(other, 422, "idempotency_key_reused")
     entries = await client.get(f"/v1/venues/{venue.id}/entries", headers=venue.operator.headers)
     assert len(entries.json()["items"]) == 1
 
@@ -84,13 +84,13 @@ async def test_bad_scans_get_their_problem(
     skewed = await scan(
         client, gate, code, scanned_at=(clock.now() - timedelta(minutes=10)).isoformat()
     )
-    assert skewed.status_code == 422 and skewed.json()["code"] == "clock_skewed"
+    assert_problem(skewed, 422, "clock_skewed")
     exit_here = await scan(client, gate, code, "out")
-    assert exit_here.status_code == 422 and exit_here.json()["code"] == "direction_not_supported"
+    assert_problem(exit_here, 422, "direction_not_supported")
     malformed = await client.post(
         "/v1/gates/scan", json={"scan_id": "x", "direction": "up"}, headers=gate.headers
     )
-    assert malformed.status_code == 422 and malformed.json()["code"] == "validation_failed"
+    assert_problem(malformed, 422, "validation_failed")
     garbage = await scan(client, gate, "SC1:not-a-code")
     assert (garbage.json()["decision"], garbage.json()["reason"]) == ("deny", "code_malformed")
     anonymous = await client.post(
@@ -195,7 +195,7 @@ async def test_annul_undoes_an_admit_within_60_seconds(
     sid = scan_id()
     assert (await scan(client, gate, code, sid=sid)).json()["occupancy"] == 1
     elsewhere = await client.post(f"/v1/gates/scan/{sid}/annul", headers=other_gate.headers)
-    assert elsewhere.status_code == 404 and elsewhere.json()["code"] == "scan_not_found"
+    assert_problem(elsewhere, 404, "scan_not_found")
     annulled = await client.post(f"/v1/gates/scan/{sid}/annul", headers=gate.headers)
     assert annulled.status_code == 200 and annulled.json()["occupancy"] == 0
     again = await client.post(f"/v1/gates/scan/{sid}/annul", headers=gate.headers)
@@ -206,7 +206,7 @@ async def test_annul_undoes_an_admit_within_60_seconds(
     await scan(client, gate, await code_of(client, await resident(client, ctx)), sid=late_sid)
     clock.advance(seconds=61)
     late = await client.post(f"/v1/gates/scan/{late_sid}/annul", headers=gate.headers)
-    assert late.status_code == 409 and late.json()["code"] == "annul_window_passed"
+    assert_problem(late, 409, "annul_window_passed")
 
 
 async def test_entries_are_paginated_and_filtered_for_the_operator(

@@ -10,7 +10,7 @@ import pytest
 
 from app.clock import FrozenClock
 from app.context import AppContext
-from tests.factories import code_of, resident
+from tests.factories import assert_problem, code_of, resident
 from tests.venues.helpers import (
     book,
     conflicts_of,
@@ -131,7 +131,7 @@ async def test_sync_rejects_malformed_batches(client: httpx.AsyncClient, ctx: Ap
     ]
     for body in bodies:
         bad = await client.post("/v1/gates/sync", json=body, headers=gate.headers)
-        assert bad.status_code == 422 and bad.json()["code"] == "validation_failed"
+        assert_problem(bad, 422, "validation_failed")
 
 
 async def test_offline_gate_admits_a_code_once_and_counts_exits_only_for_people_inside(

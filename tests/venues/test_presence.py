@@ -12,7 +12,7 @@ from app.clock import FrozenClock
 from app.context import AppContext
 from codes import codec
 from codes.pseudonym import DAY_OFFSET_S, day_of
-from tests.factories import Resident, code_of, resident
+from tests.factories import Resident, assert_problem, code_of, resident
 from tests.venues.helpers import (
     Gate,
     VenueKit,
@@ -153,7 +153,7 @@ async def test_sync_refuses_scan_times_outside_the_bundle_window_and_the_gate_cl
         "/v1/gates/sync", json={"scans": scans[3:], "gate_time": "2026-01-01T00:00:00"},
         headers=gate.headers,
     )  # fmt: skip
-    assert naive.status_code == 422 and naive.json()["code"] == "validation_failed"
+    assert_problem(naive, 422, "validation_failed")
 
 
 async def test_recorded_counts_every_scan_stored_by_the_upload(

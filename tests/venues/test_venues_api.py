@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from app.context import AppContext
-from tests.factories import machine, resident
+from tests.factories import assert_problem, machine, resident
 from tests.venues.helpers import make_gate, make_venue
 
 
@@ -32,7 +32,7 @@ async def test_only_admin_creates_venues(client: httpx.AsyncClient, ctx: AppCont
     body = {"name": "x", "kind": "library", "capacity": 5}
     for headers in (venue.operator.headers, (await resident(client, ctx)).headers):
         denied = await client.post("/v1/venues", json=body, headers=headers)
-        assert denied.status_code == 403 and denied.json()["code"] == "forbidden"
+        assert_problem(denied, 403, "forbidden")
     assert (await client.post("/v1/venues", json=body)).status_code == 401
 
 
@@ -59,12 +59,12 @@ async def test_operator_edits_own_venue_not_another(
 async def test_unknown_venue_is_404_and_bad_body_422(
     client: httpx.AsyncClient, ctx: AppContext
 ) -> None:
-    assert (await client.get("/v1/venues/ven_nope")).json()["code"] == "venue_not_found"
+    assert_problem(await client.get("/v1/venues/ven_nope"), 404, "venue_not_found")
     admin = await machine(client, ctx, "admin")
     bad = await client.post(
         "/v1/venues", json={"name": "x", "kind": "zoo", "capacity": -1}, headers=admin.headers
     )
-    assert bad.status_code == 422 and bad.json()["code"] == "validation_failed"
+    assert_problem(bad, 422, "validation_failed")
 
 
 async def test_gate_credentials_are_shown_once_and_work(
@@ -101,8 +101,7 @@ async def test_another_venues_operator_cannot_register_gates_or_slots(
     ]
     for call in calls:
         response = await call
-        assert response.status_code == 403, response.text
-        assert response.json()["code"] == "forbidden"
+        assert_problem(response, 403, "forbidden")
 
 
 async def test_gate_tokens_cannot_manage_venues(client: httpx.AsyncClient, ctx: AppContext) -> None:

@@ -6,7 +6,7 @@ import httpx
 
 from app.context import AppContext
 from app.worker import run_job_once
-from tests.factories import code_of, resident
+from tests.factories import assert_problem, code_of, resident
 from venues.wiring import DOMAIN
 
 
@@ -39,7 +39,7 @@ async def test_seed_demo_makes_a_venue_with_operator_gates_and_todays_slots(
         "/v1/gates/scan", json={"scan_id": "demo-2", "code": code, "direction": "in"},
         headers=gate_out,
     )  # fmt: skip
-    assert wrong_way.json()["code"] == "direction_not_supported"
+    assert_problem(wrong_way, 422, "direction_not_supported")
 
 
 async def test_worker_jobs_run_through_the_worker_lease(ctx: AppContext) -> None:
