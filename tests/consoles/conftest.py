@@ -1,0 +1,236 @@
+"""The console browser tests' fixtures: ONE real server for the package, ONE Chromium.
+
+The server runs on PostgreSQL + Redis when TEST_DATABASE_URL and TEST_REDIS_URL are set (a
+database of its own, `<TEST_DATABASE_URL's db>_consoles`, dropped, created and migrated by
+the fixture, and Redis db 12), else on SQLite + the embedded store in a temporary VAR_DIR.
+Demo data is seeded with `python -m app.cli seed-demo`. Chromium is Debian's package driven
+by Playwright; missing Chromium is a failure, never a skip.
+
+Fixtures: `console_server` (base_url, credentials, env), `browser`, `context` (1280x800,
+zh-CN, Asia/Shanghai) and `page_factory` (new pages in fresh contexts, closed after the test).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from tests.conftest import REPO, free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps dialling Google's hosts, which
+# this closed network refuses (and hangs on); see docs/app.md.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+CONSOLE_VIEWPORT = {"width": 1280, "height": 800}
+REDIS_DB = 12
+
+
+@dataclass(frozen=True)
+class ConsoleServer:
+    base_url: str
+    var_dir: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def credentials(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads((self.var_dir / "demo-credentials.json").read_text())
+        return loaded
+
+    def machine_token(self, client: dict[str, str]) -> str:
+        answer = httpx.post(
+            f"{self.base_url}/v1/auth/token",
+            json={
+                "grant_type": "client_credentials",
+                "client_id": client["client_id"],
+                "client_secret": client["client_secret"],
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        token: str = answer.json()["access_token"]
+        return token
+
+
+def _with_db(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _with_redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def _recreate_postgres(url: str) -> str:
+    """Drop and create `<db>_consoles` beside TEST_DATABASE_URL's database; its URL."""
+    import asyncio
+
+    import asyncpg
+
+    base = urlsplit(url).path.lstrip("/") or "postgres"
+    name = f"{base}_consoles"
+    admin = _with_db(url, "postgres").replace("postgres://", "postgresql://", 1)
+
+    async def run() -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    return _with_db(url, name)
+
+
+def _env(var_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUISHEN_", "REDIS_"))}
+    env.update(
+        {
+            "APP_ENV": "dev",
+            "VAR_DIR": str(var_dir),
+            "KEY_DIR": str(var_dir / "keys"),
+            "DATABASE_URL": f"sqlite://{var_dir}/suishen.db",
+            "SMS_BACKEND": "console",
+            "LOG_FORMAT": "json",
+            "EMBEDDED_WORKER": "0",
+            "SUISHEN_OTP_PER_PHONE_HOUR": "1000",
+            "SUISHEN_OTP_PER_PHONE_MINUTE": "100",
+        }
+    )
+    database_url = os.environ.get("TEST_DATABASE_URL")
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if database_url and redis_url:
+        env["DATABASE_URL"] = _recreate_postgres(database_url)
+        env["REDIS_URL"] = _with_redis_db(redis_url, REDIS_DB)
+        import redis
+
+        redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+    return env
+
+
+def _run_cli(env: dict[str, str], *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], cwd=REPO, env=env, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+
+
+@pytest.fixture(scope="package")
+def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
+    var_dir = tmp_path_factory.mktemp("consoles-var")
+    env = _env(var_dir)
+    _run_cli(env, "migrate")
+    _run_cli(env, "seed-demo")
+    port = free_port()
+    log_path = var_dir / "server.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    running = ConsoleServer(f"http://127.0.0.1:{port}", var_dir, env, process, log_path)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{log_path.read_text()}")
+            try:
+                if httpx.get(f"{running.base_url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not become ready:\n{log_path.read_text()}")
+            time.sleep(0.1)
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="package")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="package")
+def browser_args() -> list[str]:
+    """Chromium's flags; a package may extend them (the fake camera, for one)."""
+    return list(CHROMIUM_ARGS)
+
+
+@pytest.fixture(scope="package")
+def browser(playwright: Playwright, browser_args: list[str]) -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is missing: apt-get install -y chromium (.ci/run does it)")
+    launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=browser_args)
+    yield launched
+    launched.close()
+
+
+def _new_context(browser: Browser) -> BrowserContext:
+    created = browser.new_context(
+        viewport={"width": CONSOLE_VIEWPORT["width"], "height": CONSOLE_VIEWPORT["height"]},
+        locale="zh-CN",
+        timezone_id="Asia/Shanghai",
+    )
+    created.set_default_timeout(10_000)
+    return created
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    created = _new_context(browser)
+    yield created
+    created.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Page:
+    return context.new_page()
+
+
+@pytest.fixture
+def page_factory(browser: Browser) -> Iterator[Callable[[], Page]]:
+    """New pages, each in a fresh context of its own (1280x800), closed after the test."""
+    made: list[BrowserContext] = []
+
+    def new_page() -> Page:
+        created = _new_context(browser)
+        made.append(created)
+        return created.new_page()
+
+    yield new_page
+    for created in made:
+        created.close()
