@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from auth import scopes
 from auth.authz import require
-from auth.clients import ClientCredentials, create_client
+from auth.clients import ClientCredentials, create_client, rotate_client
 from auth.errors import IdentityRequired
 from auth.principal import Principal
 from auth.residents import SubjectProfile, subject_for_request, subject_profile
@@ -22,6 +22,7 @@ __all__ = [
     "SubjectProfile",
     "create_client",
     "require",
+    "rotate_client",
     "scopes",
     "subject_for_request",
     "subject_profile",

@@ -125,3 +125,9 @@ class BookingSuspended(Problem):
     """Booking is suspended after repeated no-shows; `until` says when it resumes."""
 
     status, code, title = 403, "booking_suspended", "Booking suspended after no-shows"
+
+
+class PairingCodeInvalid(Problem):
+    """The pairing code is unknown, already used or expired: ask the operator for a new one."""
+
+    status, code, title = 400, "pairing_code_invalid", "Pairing code invalid, used or expired"

@@ -8,12 +8,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.context import app_context
-from app.errors import IdempotencyKeyReused, NotFound
+from app.errors import IdempotencyKeyReused, NotFound, RateLimited
 from app.http import endpoint, json_response, read_json, read_query
 from auth.api import IdentityRequired, require
 from auth.api import scopes as sc
 from codes.api import PlaceCodeInvalid, qr_png, qr_svg
-from venues import bookings, catalogue, checkins, gate, offline, sync, visits
+from venues import bookings, catalogue, checkins, gate, offline, pairing, sync, visits
 from venues.config import VenuesRuntime
 from venues.errors import (
     AlreadyBooked,
@@ -23,6 +23,7 @@ from venues.errors import (
     CancellationClosed,
     DirectionNotSupported,
     GateNotFound,
+    PairingCodeInvalid,
     PartyTooLarge,
     ReservationNotFound,
     ScanClockSkewed,
@@ -48,6 +49,9 @@ from venues.schemas import (
     JwksOut,
     MyReservationList,
     OccupancyOut,
+    PairedOut,
+    PairIn,
+    PairingOut,
     PlaceCodeOut,
     PlaceCodeQuery,
     ReservationIn,
@@ -164,6 +168,52 @@ async def post_gate(request: Request) -> Response:
         actor=principal,
     )
     return json_response(gate_out(registered), status=201, headers=NO_STORE)
+
+
+@endpoint(
+    summary="A one-time pairing code for a gate console (10 min, single use)",
+    response=PairingOut,
+    status=201,
+    errors=[VenueNotFound, GateNotFound],
+    auth=sc.VENUES_MANAGE,
+    tags=TAGS,
+)
+async def post_pairing(request: Request) -> Response:
+    venue_id = request.path_params["venue_id"]
+    await require(request, sc.VENUES_MANAGE, tenant_id=venue_id)
+    made = await pairing.create_pairing(
+        app_context(request), venue_id, request.path_params["gate_id"]
+    )
+    out = PairingOut(
+        pairing_code=made.pairing_code,
+        gate_id=made.gate_id,
+        expires_at=made.expires_at,
+        qr_svg=qr_svg(made.pairing_code).decode(),
+    )
+    return json_response(out, status=201, headers=NO_STORE)
+
+
+@endpoint(
+    summary="Trade a pairing code for the gate's client credentials (rotates its secret)",
+    body=PairIn,
+    response=PairedOut,
+    errors=[PairingCodeInvalid, RateLimited],
+    tags=GATE_TAGS,
+)
+async def post_pair(request: Request) -> Response:
+    body = await read_json(request, PairIn)
+    ip = request.client.host if request.client else ""
+    paired = await pairing.trade(app_context(request), body.pairing_code, ip)
+    out = PairedOut(
+        gate_id=paired.gate.id,
+        venue_id=paired.gate.venue_id,
+        name=paired.gate.name,
+        direction=GateDirection(paired.gate.direction),
+        client_id=paired.client_id,
+        client_secret=paired.client_secret,
+        scope=paired.scope,
+    )
+    return json_response(out, headers=NO_STORE)
 
 
 # -- slots and reservations -------------------------------------------------------------
@@ -471,6 +521,8 @@ routes = [
     Route("/v1/venues/{venue_id:id}", get_venue, methods=["GET"]),
     Route("/v1/venues/{venue_id:id}", patch_venue, methods=["PATCH"]),
     Route("/v1/venues/{venue_id:id}/gates", post_gate, methods=["POST"]),
+    Route("/v1/venues/{venue_id:id}/gates/{gate_id:id}/pairing", post_pairing, methods=["POST"]),
+    Route("/v1/gates/pair", post_pair, methods=["POST"]),
     Route("/v1/venues/{venue_id:id}/slots", post_slot, methods=["POST"]),
     Route("/v1/venues/{venue_id:id}/slots", get_slots, methods=["GET"]),
     Route("/v1/venues/{venue_id:id}/place-code", get_place_code, methods=["GET"]),

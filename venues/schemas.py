@@ -498,3 +498,24 @@ def my_reservation_list(records: Sequence[MyBooking]) -> MyReservationList:
             for r in records
         ]
     )
+
+
+class PairingOut(BaseModel):
+    pairing_code: str = Field(description="One-time, single use; typed or scanned on the console")
+    gate_id: Id
+    expires_at: datetime
+    qr_svg: str = Field(description="The pairing code as a QR symbol (SVG)")
+
+
+class PairIn(_In):
+    pairing_code: Annotated[str, StringConstraints(min_length=4, max_length=32)]
+
+
+class PairedOut(BaseModel):
+    gate_id: Id
+    venue_id: Id
+    name: str
+    direction: GateDirection
+    client_id: str
+    client_secret: str = Field(description="Shown only in this response; the old one stops working")
+    scope: str
