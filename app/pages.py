@@ -35,7 +35,12 @@ WEB = Path(__file__).parent / "web"
 VENDOR = WEB / "vendor"
 # Each site: its folder under app/web/ and where it is served. A new screen is one line
 # here and one folder; the routes below are made for every site alike.
-SITES: dict[str, str] = {"app": "/app/"}
+SITES: dict[str, str] = {
+    "app": "/app/",
+    "desk": "/desk/",
+    "home": "/",
+    "docs": "/docs/",
+}
 SERVED_SUFFIXES = {".js", ".mjs", ".css", ".svg", ".png", ".ico", ".webp", ".woff2"}
 # Bare module names the pages import, and the vendored file each one means.
 BARE_MODULES = {"qrcode-generator": "vendor/qrcode-generator-2.0.4/qrcode.mjs"}

@@ -32,6 +32,8 @@ class PaymentsConfig:
     webhook_backoff: timedelta = timedelta(seconds=10)
     webhook_give_up_after: timedelta = timedelta(hours=24)
     webhook_timeout_s: float = 5.0
+    # The hospitals' local zone: "today's encounters" are those opened on this local day.
+    utc_offset_hours: int = 8
     scheme: Scheme = field(default_factory=Scheme)
 
     @classmethod
@@ -68,6 +70,9 @@ class PaymentsConfig:
             provider_attempts=max(1, num("PROVIDER_ATTEMPTS", cls.provider_attempts)),
             webhook_backoff=timedelta(seconds=num("WEBHOOK_BACKOFF_SECONDS", 10)),
             webhook_give_up_after=timedelta(hours=num("WEBHOOK_GIVE_UP_HOURS", 24)),
+            utc_offset_hours=int_knob(
+                extra, "SUISHEN_PAYMENTS_UTC_OFFSET_HOURS", cls.utc_offset_hours, low=-12, high=14
+            ),
             scheme=scheme,
         )
 

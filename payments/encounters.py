@@ -8,20 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from tortoise.transactions import in_transaction
 
 from app.context import AppContext
 from app.errors import IdempotencyKeyReused, NotFound
 from app.idempotency import canonical_hash
-from auth.api import Principal
+from auth.api import Principal, subject_profile
 from codes.api import verify_code
 from payments.config import PaymentsRuntime
 from payments.credit import available_fen, credit_use
 from payments.errors import CodeRejected, CreditLimitExceeded, CreditUnavailable, EncounterClosed
 from payments.hospitals import hospital_of
 from payments.insurance import InsuranceClass
-from payments.models import Charge, ChargeItem, CreditAccount, Encounter
+from payments.models import Bill, Charge, ChargeItem, CreditAccount, Encounter
 from payments.states import AccountStatus, EncounterStatus
 from payments.store import new_id
 
@@ -179,3 +180,37 @@ def _item_row(charge: Charge, position: int, item: ItemInput) -> ChargeItem:
         insurance_class=item.insurance_class,
         amount_fen=item.amount_fen,
     )
+
+
+@dataclass(frozen=True)
+class DayEncounter:
+    """One row of the desk's list: the encounter, its bill once settled, the masked name."""
+
+    encounter: Encounter
+    bill: Bill | None
+    masked_name: str | None
+
+
+DAY_LIST_LIMIT = 1000
+
+
+async def encounters_of_day(ctx: AppContext, principal: Principal, day: date) -> list[DayEncounter]:
+    """The client's hospital's encounters opened on one local day (the payments zone),
+    newest first, at most `DAY_LIST_LIMIT`."""
+    hospital_id = hospital_of(principal)
+    tz = timezone(timedelta(hours=ctx.runtime(PaymentsRuntime).config.utc_offset_hours))
+    start = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+    rows = (
+        await Encounter.filter(
+            hospital_id=hospital_id, opened_at__gte=start, opened_at__lt=start + timedelta(days=1)
+        )
+        .order_by("-opened_at", "-id")
+        .limit(DAY_LIST_LIMIT)
+    )
+    bills = {b.encounter_id: b for b in await Bill.filter(encounter_id__in=[e.id for e in rows])}
+    now = ctx.clock.now()
+    names: dict[str, str | None] = {}
+    for subject_id in {e.subject_id for e in rows}:
+        profile = await subject_profile(subject_id, now=now)
+        names[subject_id] = profile.masked_name if profile else None
+    return [DayEncounter(e, bills.get(e.id), names[e.subject_id]) for e in rows]

@@ -32,8 +32,12 @@ from payments.schemas import (
     ChargeOut,
     ClientCredentialsOut,
     CreditOut,
+    EncounterBillOut,
     EncounterBrief,
     EncounterIn,
+    EncounterList,
+    EncounterListItem,
+    EncounterListQuery,
     EncounterOut,
     EnrollIn,
     HospitalIn,
@@ -293,6 +297,47 @@ async def open_encounter(request: Request) -> Response:
 
 
 @endpoint(
+    summary="The hospital's encounters opened on a local day, newest first (the desk's list)",
+    query=EncounterListQuery,
+    response=EncounterList,
+    auth=scopes.ENCOUNTERS_WRITE,
+)
+async def list_encounters(request: Request) -> Response:
+    ctx = app_context(request)
+    principal = await require(request, scopes.ENCOUNTERS_WRITE)
+    query = read_query(request, EncounterListQuery)
+    rows = await encounters.encounters_of_day(ctx, principal, query.date)
+    return json_response(
+        EncounterList(date=query.date, encounters=[encounter_list_item(r) for r in rows])
+    )
+
+
+def encounter_list_item(row: encounters.DayEncounter) -> EncounterListItem:
+    e, bill = row.encounter, row.bill
+    return EncounterListItem(
+        id=e.id,
+        department=e.department,
+        status=e.status,
+        hold_fen=e.hold_fen,
+        charged_fen=e.charged_fen,
+        opened_at=e.opened_at,
+        closed_at=e.closed_at,
+        patient=PatientOut(masked_name=row.masked_name, age_group=None),
+        bill=None
+        if bill is None
+        else EncounterBillOut(
+            id=bill.id,
+            status=bill.status,
+            settlement_status=settlement.settlement_status(bill),
+            total_fen=bill.total_fen,
+            insurance_fen=bill.insurance_fen,
+            self_pay_fen=bill.self_pay_fen,
+            outstanding_fen=bill.outstanding_fen,
+        ),
+    )
+
+
+@endpoint(
     summary="An encounter of this hospital",
     response=EncounterOut,
     errors=[NotFound],
@@ -450,6 +495,7 @@ routes = [
     Route("/v1/credit/enroll", enroll, methods=["POST"]),
     Route("/v1/credit/me", credit_me, methods=["GET"]),
     Route("/v1/encounters", open_encounter, methods=["POST"]),
+    Route("/v1/encounters", list_encounters, methods=["GET"]),
     Route("/v1/encounters/{encounter_id:id}", get_encounter, methods=["GET"]),
     Route("/v1/encounters/{encounter_id:id}/charges", post_charge, methods=["POST"]),
     Route("/v1/encounters/{encounter_id:id}/close", close_encounter, methods=["POST"]),

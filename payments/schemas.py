@@ -235,3 +235,34 @@ class StatementOut(BaseModel):
     paid_out_fen: Fen
     outstanding_fen: Fen
     ledger: LedgerTotalsOut
+
+
+class EncounterListQuery(_In):
+    date: Day = Field(description="a local calendar day (the hospitals' zone, UTC+8 by default)")
+
+
+class EncounterBillOut(BaseModel):
+    id: str
+    status: Literal["collecting", "payment_pending", "paid", "overdue"]
+    settlement_status: Literal["settled", "payment_pending"]
+    total_fen: Fen
+    insurance_fen: Fen
+    self_pay_fen: Fen
+    outstanding_fen: Fen
+
+
+class EncounterListItem(BaseModel):
+    id: str
+    department: str
+    status: Literal["open", "settled"]
+    hold_fen: Fen
+    charged_fen: Fen = Field(description="charged so far, net of refunds before settlement")
+    opened_at: datetime
+    closed_at: datetime | None
+    patient: PatientOut
+    bill: EncounterBillOut | None = Field(description="the bill, once the encounter is settled")
+
+
+class EncounterList(BaseModel):
+    date: date
+    encounters: list[EncounterListItem] = Field(description="newest first")
