@@ -1,0 +1,290 @@
+// The gate console: pairing, a fresh client-credentials token, scans from a keyboard-wedge
+// scanner (a focused field: code + Enter), online decisions by POST /v1/gates/scan and,
+// without network, the signed bundle decided in the browser (common/gate-offline.js);
+// offline scans queue in IndexedDB and go to POST /v1/gates/sync when the network returns.
+import zh from "../i18n/zh-CN.js";
+import en from "../i18n/en.js";
+import { OfflineGate, BundleInvalid } from "../common/gate-offline.js";
+
+const T = (navigator.language || "zh-CN").toLowerCase().startsWith("en") ? en : zh;
+const fmt = (s, v) => s.replace(/\{(\w+)\}/g, (_, k) => v[k]);
+const $ = (sel) => document.querySelector(sel);
+const CREDS = "suishen.gate.credentials";
+const state = { token: null, tokenUntil: 0, online: navigator.onLine, gate: null, offline: null,
+  bundleAt: null, bundleExpires: null, direction: "in", lastAdmit: null, queue: 0 };
+
+// -- IndexedDB: the queue of offline scans and the offline gate's state --------------------
+let dbp = null;
+function db() {
+  dbp ??= new Promise((resolve, reject) => {
+    const open = indexedDB.open("suishen-gate", 1);
+    open.onupgradeneeded = () => { open.result.createObjectStore("queue", { keyPath: "scan_id" }); open.result.createObjectStore("kv"); };
+    open.onsuccess = () => resolve(open.result);
+    open.onerror = () => reject(open.error);
+  });
+  return dbp;
+}
+async function tx(store, mode, fn) {
+  const d = await db();
+  return new Promise((resolve, reject) => {
+    const t = d.transaction(store, mode);
+    const req = fn(t.objectStore(store));
+    t.oncomplete = () => resolve(req && req.result);
+    t.onerror = () => reject(t.error);
+  });
+}
+const kvGet = (k) => tx("kv", "readonly", (s) => s.get(k));
+const kvSet = (k, v) => tx("kv", "readwrite", (s) => s.put(v, k));
+const queueAll = () => tx("queue", "readonly", (s) => s.getAll());
+
+// -- network --------------------------------------------------------------------------
+async function api(path, { method = "GET", body, auth = true, timeoutMs = 3000 } = {}) {
+  const headers = { "Content-Type": "application/json" };
+  if (auth) headers.Authorization = `Bearer ${await token()}`;
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), timeoutMs);
+  try {
+    const r = await fetch(path, { method, headers, body: body && JSON.stringify(body), signal: ctl.signal });
+    setOnline(true);
+    return r;
+  } catch (e) {
+    setOnline(false);
+    throw e;
+  } finally { clearTimeout(timer); }
+}
+
+async function token() {
+  if (state.token && Date.now() < state.tokenUntil) return state.token;
+  const c = JSON.parse(localStorage.getItem(CREDS));
+  const r = await fetch("/v1/auth/token", { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ grant_type: "client_credentials", client_id: c.client_id, client_secret: c.client_secret }) });
+  if (!r.ok) throw new Error(`token ${r.status}`);
+  const t = await r.json();
+  state.token = t.access_token;
+  // Fresh again a minute before it expires (or at half its life, if shorter).
+  state.tokenUntil = Date.now() + Math.max(t.expires_in * 500, (t.expires_in - 60) * 1000);
+  return state.token;
+}
+
+function setOnline(on) {
+  const was = state.online;
+  state.online = on;
+  renderBar();
+  if (on && !was) syncQueue();
+}
+
+// -- the bundle ------------------------------------------------------------------------
+async function fetchBundle() {
+  try {
+    const [b, k] = await Promise.all([api("/v1/gates/bundle"), api("/v1/gates/bundle/keys", { auth: false })]);
+    if (!b.ok || !k.ok) return;
+    const bundle = await b.json(), keys = await k.json();
+    await loadBundle(bundle.bundle, keys, Date.now());
+    await kvSet("bundle", { token: bundle.bundle, keys, fetched_at: Date.now() });
+    state.bundleAt = Date.now();
+  } catch { /* offline: keep what we have */ }
+}
+
+async function loadBundle(tokenText, keys, fetchedAt) {
+  try {
+    const saved = await kvGet("gate-state");
+    state.offline = await OfflineGate.load(tokenText, keys, state.gate.client_id, Date.now(), saved);
+    state.bundleAt = fetchedAt;
+    state.bundleExpires = Date.parse(state.offline.document.expires_at);
+  } catch (e) {
+    if (!(e instanceof BundleInvalid)) throw e;
+    state.offline = null;
+  }
+  renderBar();
+}
+
+// -- scanning ----------------------------------------------------------------------------
+async function scan(code) {
+  const started = performance.now();
+  const direction = state.direction;
+  let shown = null;
+  if (state.online) {
+    try {
+      const sid = `gc-${crypto.randomUUID().replace(/-/g, "")}`;
+      const r = await api("/v1/gates/scan", { method: "POST", body: { scan_id: sid, code, direction } });
+      if (r.ok) {
+        const a = await r.json();
+        shown = { decision: a.decision, reason: a.reason, name: a.display?.masked_name, status: a.display?.status,
+          occupancy: a.occupancy, capacity: a.capacity, scan_id: a.scan_id, online: true };
+      }
+    } catch { /* fall through to offline */ }
+  }
+  if (!shown) shown = await decideOffline(code, direction);
+  verdict(shown, performance.now() - started);
+}
+
+async function decideOffline(code, direction) {
+  if (!state.offline || Date.now() >= state.bundleExpires) {
+    return { decision: "deny", reason: null, message: T.bundle_expired };
+  }
+  const s = await state.offline.decide(code, direction, Date.now());
+  const { status, ...queued } = s;
+  await tx("queue", "readwrite", (st) => st.put(queued));
+  await kvSet("gate-state", state.offline.state());
+  state.queue += 1;
+  renderBar();
+  return { decision: s.decision, reason: s.reason, status, occupancy: state.offline.occupancy,
+    capacity: Number(state.offline.document.capacity), online: false };
+}
+
+async function syncQueue() {
+  const scans = await queueAll();
+  if (!scans.length) return;
+  try {
+    const r = await api("/v1/gates/sync", { method: "POST", body: { scans, gate_time: new Date().toISOString() }, timeoutMs: 15000 });
+    if (!r.ok) return;
+    const out = await r.json();
+    await tx("queue", "readwrite", (st) => { for (const s of scans) st.delete(s.scan_id); });
+    state.queue = 0;
+    renderBar();
+    const box = $("#sync");
+    box.hidden = false;
+    box.replaceChildren(el("p", { "data-testid": "synced" }, fmt(T.synced, { n: scans.length })));
+    if (out.conflicts.length) {
+      box.append(el("h3", {}, T.conflicts));
+      for (const c of out.conflicts) box.append(el("p", { class: "conflict", "data-testid": "conflict" }, `${c.scan_id}: ${c.conflicts.join(", ")}`));
+    }
+    fetchBundle();
+  } catch { /* still offline */ }
+}
+
+// -- screen --------------------------------------------------------------------------------
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  e.append(...children);
+  return e;
+}
+
+function beep(admit) {
+  try {
+    const ctx = (beep.ctx ??= new AudioContext());
+    const o = ctx.createOscillator(), g = ctx.createGain();
+    o.frequency.value = admit ? 880 : 220;
+    g.gain.value = 0.2;
+    o.connect(g).connect(ctx.destination);
+    o.start();
+    o.stop(ctx.currentTime + (admit ? 0.15 : 0.5));
+  } catch { /* no audio device */ }
+}
+
+function verdict(v, ms) {
+  const box = $("#verdict");
+  box.className = `verdict ${v.decision}`;
+  box.dataset.decision = v.decision;
+  box.dataset.reason = v.reason || "";
+  box.dataset.ms = String(ms);
+  box.dataset.mode = v.online ? "online" : "offline";
+  box.replaceChildren(
+    el("p", { class: "word" }, v.decision === "admit" ? T.admit : T.deny),
+    el("p", { class: "reason", "data-testid": "reason" }, v.message || T.reasons[v.reason] || v.reason),
+    el("p", { class: "who" }, [v.name, v.status && T.status[v.status]].filter(Boolean).join(" · ")),
+    el("p", { class: "occ" }, v.occupancy != null ? fmt(T.occupancy, { o: v.occupancy, c: v.capacity }) : ""),
+  );
+  box.dataset.seq = String(Number(box.dataset.seq || 0) + 1);
+  beep(v.decision === "admit");
+  if (v.decision === "admit" && v.online && state.direction === "in") state.lastAdmit = { scan_id: v.scan_id, at: Date.now() };
+  $("#annul").disabled = !state.lastAdmit;
+}
+
+async function annul() {
+  const last = state.lastAdmit;
+  if (!last || Date.now() - last.at > 60_000) { $("#annul").disabled = true; return; }
+  const r = await api(`/v1/gates/scan/${last.scan_id}/annul`, { method: "POST" });
+  state.lastAdmit = null;
+  $("#annul").disabled = true;
+  if (r.ok) {
+    const a = await r.json();
+    const box = $("#verdict");
+    box.dataset.reason = "annulled";
+    box.querySelector(".reason").textContent = T.annulled;
+    box.querySelector(".occ").textContent = fmt(T.occupancy, { o: a.occupancy, c: "" }).replace(/ \/ $/, "");
+  }
+}
+
+function renderBar() {
+  const net = $("#net");
+  net.textContent = state.online ? T.online : T.offline;
+  net.className = state.online ? "online" : "offline";
+  net.dataset.state = state.online ? "online" : "offline";
+  const age = $("#bundle-age");
+  if (!state.offline) age.textContent = T.bundle_none;
+  else if (Date.now() >= state.bundleExpires) age.textContent = T.bundle_expired;
+  else age.textContent = fmt(T.bundle_age, { m: Math.floor((Date.now() - state.bundleAt) / 60000) });
+  $("#queue").textContent = fmt(T.queue, { n: state.queue });
+  $("#queue").dataset.count = String(state.queue);
+  if (state.gate) $("#gate-name").textContent = state.gate.name;
+}
+
+function pairScreen(error) {
+  const input = el("input", { id: "pairing-code", autocomplete: "off", placeholder: "XXXX-XXXX" });
+  const button = el("button", { id: "pair" }, T.pair_button);
+  const form = el("form", { class: "pair" }, el("h1", {}, T.pair_title), el("p", {}, T.pair_hint), input, button,
+    el("p", { class: "error", "data-testid": "pair-error" }, error || ""));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const r = await fetch("/v1/gates/pair", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ pairing_code: input.value }) });
+    if (!r.ok) { pairScreen(T.paired_bad); return; }
+    localStorage.setItem(CREDS, JSON.stringify(await r.json()));
+    start();
+  });
+  $("#root").replaceChildren(form);
+  input.focus();
+}
+
+function consoleScreen() {
+  const input = el("input", { id: "scan", autocomplete: "off", placeholder: T.scan_hint, "data-testid": "scan" });
+  const form = el("form", { class: "scan" }, input);
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const code = input.value.trim();
+    input.value = "";
+    if (code) scan(code);
+  });
+  const controls = el("div", {});
+  if (state.gate.direction === "both") {
+    for (const d of ["in", "out"]) {
+      const id = `dir-${d}`;
+      const radio = el("input", { type: "radio", name: "dir", id, value: d });
+      radio.checked = state.direction === d;
+      radio.addEventListener("change", () => { state.direction = d; input.focus(); });
+      controls.append(el("label", { class: "dir", for: id }, radio, d === "in" ? T.dir_in : T.dir_out));
+    }
+  } else {
+    state.direction = state.gate.direction;
+  }
+  const annulButton = el("button", { id: "annul", type: "button" }, T.annul);
+  annulButton.disabled = true;
+  annulButton.addEventListener("click", () => { annul(); input.focus(); });
+  controls.append(annulButton);
+  $("#root").replaceChildren(form, controls, el("section", { id: "verdict", class: "verdict" }),
+    el("section", { id: "sync", class: "conflicts", hidden: "" }));
+  // The scanner types into the field whatever has focus: keep it there.
+  document.addEventListener("click", (e) => { if (!(e.target instanceof HTMLInputElement)) input.focus(); });
+  input.focus();
+}
+
+async function start() {
+  const c = localStorage.getItem(CREDS);
+  if (!c) { pairScreen(); renderBar(); return; }
+  state.gate = JSON.parse(c);
+  consoleScreen();
+  state.queue = (await queueAll()).length;
+  const saved = await kvGet("bundle");
+  if (saved) await loadBundle(saved.token, saved.keys, saved.fetched_at);
+  renderBar();
+  if (navigator.onLine) { await fetchBundle(); syncQueue(); }
+  document.body.dataset.ready = "1";
+}
+
+window.addEventListener("online", () => { setOnline(true); });
+window.addEventListener("offline", () => setOnline(false));
+setInterval(() => { renderBar(); if (state.online) syncQueue(); }, 5000);
+setInterval(fetchBundle, 10 * 60_000);
+start();
