@@ -37,6 +37,7 @@ VENDOR = WEB / "vendor"
 # here and one folder; the routes below are made for every site alike.
 SITES: dict[str, str] = {
     "app": "/app/",
+    "gate": "/gate/",
     "desk": "/desk/",
     "home": "/",
     "docs": "/docs/",
