@@ -12,9 +12,16 @@ import httpx
 from playwright.sync_api import Page
 
 from tests.consoles.conftest import ConsoleServer
-from tests.consoles.test_desk import enrolled_resident, keep_for_docs, shot
+from tests.consoles.test_desk import enrolled_resident, keep_for_docs
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+
+
+def shot(page: Page, folder: Path, name: str) -> Path:
+    """The visible part only: the reference's full page is megabytes."""
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
 
 
 def watch(page: Page) -> list[str]:
