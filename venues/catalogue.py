@@ -7,12 +7,13 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.context import AppContext
 from auth.api import Principal, create_client
 from codes.api import sign_place_code
-from venues.config import VENUE_CACHE_S, VenueSnapshot, VenuesRuntime
+from venues.config import CONTACT_WRITE_S, VENUE_CACHE_S, VenueSnapshot, VenuesRuntime
 from venues.errors import GateNotFound, VenueNotFound
 from venues.models import Gate, Venue
 from venues.policy import VenuePolicy
@@ -144,3 +145,19 @@ async def gate_for(ctx: AppContext, principal: Principal) -> GateRef:
             raise GateNotFound("this client is not a registered gate")
         known = rt.gates[principal.id] = (gate.venue_id, GateDirection(gate.direction))
     return GateRef(principal.id, known[0], known[1])
+
+
+async def note_contact(ctx: AppContext, gate_id: str, *, bundle: bool = False) -> None:
+    """Record that a gate called the API now. On the scan path this is at most one UPDATE
+    per gate every CONTACT_WRITE_S (the last write time is kept in the runtime, per
+    process); a bundle fetch is rare and always writes, with `bundle_fetched_at`."""
+    rt = ctx.runtime(VenuesRuntime)
+    now = ctx.clock.now()
+    written = rt.contacts.get(gate_id)
+    if not bundle and written is not None and now - written < timedelta(seconds=CONTACT_WRITE_S):
+        return
+    changes: dict[str, datetime] = {"last_contact_at": now}
+    if bundle:
+        changes["bundle_fetched_at"] = now
+    rt.contacts[gate_id] = now
+    await Gate.filter(id=gate_id).update(**changes)

@@ -31,6 +31,9 @@ from venues.states import GateDirection
 # How long a scan trusts its cached venue snapshot: an edit in another process reaches
 # gates within this time (the occupancy is never read from the cache).
 VENUE_CACHE_S = 2.0
+# A gate's last contact is written at most this often per gate and process: a scan costs
+# one cheap UPDATE only when the stored time is older than this (see docs/venues.md).
+CONTACT_WRITE_S = 30
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ class VenuesRuntime:
     # client id -> (venue id, gate direction). Gates never move between venues.
     gates: dict[str, tuple[str, GateDirection]] = field(default_factory=dict)
     venues: dict[str, VenueSnapshot] = field(default_factory=dict)
+    # gate id -> when this process last wrote the gate's `last_contact_at`.
+    contacts: dict[str, datetime] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> VenuesRuntime:

@@ -18,7 +18,7 @@ from auth.api import Principal, subject_profile
 from codes.api import Verification, verify_code
 from venues import policy as pol
 from venues import store
-from venues.catalogue import GateRef, gate_for, venue_snapshot
+from venues.catalogue import GateRef, gate_for, note_contact, venue_snapshot
 from venues.config import VenueRules, VenueSnapshot, VenuesRuntime
 from venues.errors import (
     AnnulWindowPassed,
@@ -100,6 +100,7 @@ async def scan(ctx: AppContext, principal: Principal, request: ScanRequest) -> d
     """Decide one online scan at the principal's gate and record it; the same scan_id
     answers the same again, and a code that admitted here answers its admission again."""
     gate = await gate_for(ctx, principal)
+    await note_contact(ctx, gate.id)
     now = ctx.clock.now()
     scanned_at = _check_scan(ctx.runtime(VenuesRuntime).rules, gate, request, now)
     # No lookup of the scan_id first: the entry's unique key catches a repeat when it is
@@ -345,6 +346,7 @@ async def _apply_entry(
 async def annul_scan(ctx: AppContext, principal: Principal, scan_id: str) -> tuple[Entry, int]:
     """Undo an admitted entry the turnstile did not let through, within the window."""
     gate = await gate_for(ctx, principal)
+    await note_contact(ctx, gate.id)
     rules = ctx.runtime(VenuesRuntime).rules
     now = ctx.clock.now()
     entry = await Entry.get_or_none(gate_id=gate.id, scan_id=scan_id)

@@ -42,6 +42,10 @@ class Gate(Model):
     direction = fields.CharField(max_length=4)  # in / out / both
     client_id = fields.CharField(max_length=80, unique=True)
     created_at = fields.DatetimeField()
+    # When the gate last called the API (scan, annul, sync, bundle), written at most every
+    # CONTACT_WRITE_S per gate (venues.catalogue.note_contact), and its last bundle fetch.
+    last_contact_at = fields.DatetimeField(null=True)
+    bundle_fetched_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "venues_gate"

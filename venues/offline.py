@@ -23,7 +23,7 @@ from codes.api import (
     public_keys,
     revocations_since,
 )
-from venues.catalogue import gate_for, get_venue, policy_of
+from venues.catalogue import gate_for, get_venue, note_contact, policy_of
 from venues.config import VenueRules, VenuesRuntime
 from venues.models import Seat
 from venues.offline_gate import reservation_hash
@@ -60,6 +60,7 @@ async def offline_bundle(ctx: AppContext, principal: Principal) -> SignedBundle:
     Reservations appear only as HMACs (fresh salt per bundle) of the holders' daily code
     pseudonyms."""
     gate = await gate_for(ctx, principal)
+    await note_contact(ctx, gate.id, bundle=True)
     rules = ctx.runtime(VenuesRuntime).rules
     now = ctx.clock.now()
     expires = now + timedelta(hours=rules.bundle_hours)

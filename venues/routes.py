@@ -13,7 +13,7 @@ from app.http import endpoint, json_response, read_json, read_query
 from auth.api import IdentityRequired, require
 from auth.api import scopes as sc
 from codes.api import PlaceCodeInvalid, qr_png, qr_svg
-from venues import bookings, catalogue, checkins, gate, offline, pairing, sync, visits
+from venues import bookings, catalogue, checkins, gate, offline, pairing, stats, sync, visits
 from venues.config import VenuesRuntime
 from venues.errors import (
     AlreadyBooked,
@@ -62,6 +62,7 @@ from venues.schemas import (
     SlotList,
     SlotOut,
     SlotQuery,
+    StatsQuery,
     SyncIn,
     SyncOut,
     VenueIn,
@@ -69,6 +70,7 @@ from venues.schemas import (
     VenueOut,
     VenuePatch,
     VenuesQuery,
+    VenueStatsOut,
     VisitList,
     bundle_out,
     checkin_out,
@@ -77,6 +79,7 @@ from venues.schemas import (
     my_reservation_list,
     reservation_out,
     slot_out,
+    stats_out,
     sync_out,
     venue_out,
     visit_list,
@@ -504,6 +507,23 @@ async def get_entries(request: Request) -> Response:
 
 
 @endpoint(
+    summary="A day at the venue (its operator): occupancy, entries by gate and hour, gates' "
+    "last contact and bundle age, slots with booked and entered counts",
+    query=StatsQuery,
+    response=VenueStatsOut,
+    errors=[VenueNotFound],
+    auth=sc.VENUES_MANAGE,
+    tags=TAGS,
+)
+async def get_stats(request: Request) -> Response:
+    venue_id = request.path_params["venue_id"]
+    await require(request, sc.VENUES_MANAGE, tenant_id=venue_id)
+    query = read_query(request, StatsQuery)
+    day = await stats.day_stats(app_context(request), venue_id, query.day)
+    return json_response(stats_out(day), headers=NO_STORE)
+
+
+@endpoint(
     summary="Your own visits: check-ins and gate entries",
     response=VisitList,
     errors=[IdentityRequired],
@@ -528,6 +548,7 @@ routes = [
     Route("/v1/venues/{venue_id:id}/place-code", get_place_code, methods=["GET"]),
     Route("/v1/venues/{venue_id:id}/occupancy", get_occupancy, methods=["GET"]),
     Route("/v1/venues/{venue_id:id}/entries", get_entries, methods=["GET"]),
+    Route("/v1/venues/{venue_id:id}/stats", get_stats, methods=["GET"]),
     Route("/v1/reservations", post_reservation, methods=["POST"]),
     Route("/v1/reservations/{reservation_id:id}", delete_reservation, methods=["DELETE"]),
     Route("/v1/gates/scan", post_scan, methods=["POST"]),

@@ -4,7 +4,7 @@ responses from the domain's objects."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -17,6 +17,7 @@ from venues.checkins import CheckIn
 from venues.models import Entry, Reservation, Slot, Venue
 from venues.offline import SignedBundle
 from venues.states import SyncOutcome
+from venues.stats import VenueStats
 from venues.sync import SyncedScan
 from venues.visits import VisitRecord
 
@@ -371,6 +372,51 @@ class VisitList(BaseModel):
     items: list[VisitOut]
 
 
+class StatsQuery(_In):
+    day: t.Day | None = Field(default=None, description="Venue-local day (YYYY-MM-DD); today")
+
+
+class GateHourOut(BaseModel):
+    gate_id: Id
+    gate_name: str
+    hour: int = Field(description="Venue-local hour, 0-23")
+    entries: int = Field(description="Entries that counted (admitted, not annulled)")
+    exits: int = Field(description="Exits that took someone off the occupancy")
+
+
+class GateContactOut(BaseModel):
+    id: Id
+    name: str
+    direction: GateDirection
+    last_contact_at: datetime | None = Field(
+        description="Last scan, annul, sync or bundle fetch (written at most every 30 s)"
+    )
+    bundle_fetched_at: datetime | None
+    bundle_age_s: int | None = Field(description="Seconds since the last bundle fetch")
+
+
+class SlotCountOut(BaseModel):
+    id: Id
+    starts_at: datetime
+    ends_at: datetime
+    capacity: int
+    booked: int
+    entered: int = Field(
+        description="Entries with one of the slot's reservations, plus entries without a "
+        "reservation scanned during the slot"
+    )
+
+
+class VenueStatsOut(BaseModel):
+    venue_id: Id
+    day: date
+    occupancy: int
+    capacity: int
+    by_gate_hour: list[GateHourOut]
+    gates: list[GateContactOut]
+    slots: list[SlotCountOut]
+
+
 # -- building responses --------------------------------------------------------------------
 
 
@@ -519,3 +565,15 @@ class PairedOut(BaseModel):
     client_id: str
     client_secret: str = Field(description="Shown only in this response; the old one stops working")
     scope: str
+
+
+def stats_out(stats: VenueStats) -> VenueStatsOut:
+    return VenueStatsOut(
+        venue_id=stats.venue_id,
+        day=stats.day,
+        occupancy=stats.occupancy,
+        capacity=stats.capacity,
+        by_gate_hour=[GateHourOut(**vars(h)) for h in stats.by_gate_hour],
+        gates=[GateContactOut(**vars(g)) for g in stats.gates],
+        slots=[SlotCountOut(**vars(s)) for s in stats.slots],
+    )

@@ -23,7 +23,7 @@ from app.idempotency import canonical_hash
 from auth.api import Principal
 from codes.api import Result, TrustedKey, holder_of, keys_from_jwks, public_keys, verify
 from venues import store
-from venues.catalogue import GateRef, gate_for
+from venues.catalogue import GateRef, gate_for, note_contact
 from venues.config import VenueRules, VenuesRuntime
 from venues.gate import admission_key
 from venues.models import Admission, Entry
@@ -105,6 +105,7 @@ async def sync_offline(
     """Record scans the principal's gate decided offline, in scan-time order. Returns one
     result per scan and the venue's occupancy after them."""
     gate = await gate_for(ctx, principal)
+    await note_contact(ctx, gate.id)
     now = ctx.clock.now()
     batch = _Batch(
         gate=gate,
