@@ -38,6 +38,7 @@ VENDOR = WEB / "vendor"
 SITES: dict[str, str] = {
     "app": "/app/",
     "gate": "/gate/",
+    "operator": "/gate/operator/",
     "desk": "/desk/",
     "home": "/",
     "docs": "/docs/",
