@@ -140,6 +140,7 @@ def security_headers(extra: Mapping[str, str], site: Site) -> dict[str, str]:
             "style-src 'self'",
             "img-src 'self' data: blob:",
             "connect-src 'self'",
+            "worker-src 'self'",
             "object-src 'none'",
             "base-uri 'none'",
             "form-action 'self'",
@@ -189,7 +190,12 @@ async def asset(request: Request) -> Response:
             "not found", status_code=404, media_type="text/plain; charset=utf-8",
             headers=_headers(request, "no-store"),
         )  # fmt: skip
-    return Response(found.body, media_type=found.media_type, headers=_headers(request, IMMUTABLE))
+    headers = _headers(request, IMMUTABLE)
+    if request.path_params["path"].startswith("js/sw."):
+        # A site's service worker (js/sw.js, hashed) may control the whole site, not only
+        # the assets folder it is served from.
+        headers["Service-Worker-Allowed"] = SITES[_site_of(request)]
+    return Response(found.body, media_type=found.media_type, headers=headers)
 
 
 async def _startup(ctx: AppContext) -> None:

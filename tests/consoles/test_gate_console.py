@@ -10,13 +10,14 @@ import random
 import statistics
 import time
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
-from playwright.sync_api import Page
+from playwright.sync_api import Page, Playwright
 
 from tests.conftest import REPO
-from tests.consoles.conftest import ConsoleServer
+from tests.consoles.conftest import CHROMIUM, CHROMIUM_ARGS, CONSOLE_VIEWPORT, ConsoleServer
 from tests.factories import valid_id_number
 
 
@@ -143,7 +144,7 @@ def test_offline_from_bundle_queue_then_syncs(console_server: ConsoleServer, pag
     assert (first["decision"], first["reason"], first["mode"]) == ("admit", "ok", "offline")
     again = _scan(page, ann.code())
     assert (again["decision"], again["reason"]) == ("deny", "already_inside")
-    # The queue is in IndexedDB (a reload while offline needs a service worker: not built).
+    # The queue is in IndexedDB (the reload while offline: the test below).
     assert page.eval_on_selector("#queue", "e => e.dataset.count") == "2"
     third = _scan(page, bo.code())
     assert (third["decision"], third["mode"]) == ("admit", "offline")
@@ -213,3 +214,145 @@ def test_scan_to_verdict_time(console_server: ConsoleServer, page: Page) -> None
         print(f"scan-to-verdict {mode}: median {median:.1f} ms, p99 {p99:.1f} ms")
     assert statistics.median(timings["offline"]) < 50
     assert statistics.median(timings["online"]) < 100
+
+
+def test_reload_offline_keeps_queue_and_syncs_conflict(
+    console_server: ConsoleServer, page: Page
+) -> None:
+    """The service worker serves the shell with no network; the IndexedDB queue survives the
+    reload; on return the sync reports the conflict (admitted online elsewhere meanwhile)."""
+    _paired(page, console_server)
+    _until(page, "!document.querySelector('#bundle-age').textContent.includes('无')")
+    _until(page, "document.body.dataset.sw === 'ready'")
+    ann, bo = Resident(console_server), Resident(console_server)
+    page.context.set_offline(True)
+    assert _scan(page, ann.code())["mode"] == "offline"
+    assert _scan(page, bo.code())["decision"] == "admit"
+    page.reload()
+    page.wait_for_selector("[data-testid=scan]")
+    _until(page, "document.body.dataset.ready === '1'")
+    assert page.eval_on_selector("#queue", "e => e.dataset.count") == "2"
+    assert page.eval_on_selector("#net", "e => e.dataset.state") == "offline"
+    # Meanwhile another gate, online, admitted ann: ann's offline admit is a conflict.
+    venue_id, headers = _operator(console_server)
+    other = httpx.post(
+        f"{console_server.base_url}/v1/venues/{venue_id}/gates",
+        json={"name": f"Online {random.randrange(10**6)}", "direction": "in"},
+        headers=headers,
+    ).json()
+    pairing = httpx.post(
+        f"{console_server.base_url}/v1/venues/{venue_id}/gates/{other['id']}/pairing",
+        headers=headers,
+    ).json()["pairing_code"]
+    creds = httpx.post(
+        f"{console_server.base_url}/v1/gates/pair", json={"pairing_code": pairing}
+    ).json()
+    gate_token = console_server.machine_token(creds)
+    online = httpx.post(
+        f"{console_server.base_url}/v1/gates/scan",
+        json={"scan_id": f"t-{random.randrange(10**12)}", "code": ann.code(), "direction": "in"},
+        headers={"Authorization": f"Bearer {gate_token}"},
+    )
+    assert online.json()["decision"] == "admit", online.text
+    page.context.set_offline(False)
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    page.wait_for_selector("[data-testid=synced]", timeout=15_000)
+    assert page.eval_on_selector("#queue", "e => e.dataset.count") == "0"
+    conflicts = page.eval_on_selector_all(
+        "[data-testid=conflict]", "es => es.map(e => [e.dataset.conflicts, e.textContent])"
+    )
+    assert len(conflicts) == 1, conflicts
+    kinds, words = conflicts[0]
+    assert "already_inside" in kinds or "code_admitted_elsewhere" in kinds, kinds
+    assert "已在场内" in words or "其他闸机" in words, words
+    page.screenshot(path=str(REPO / "docs" / "img" / "gate-sync.png")) if _update() else None
+
+
+def test_expired_bundle_and_late_annul_are_refused(
+    console_server: ConsoleServer, page: Page
+) -> None:
+    page.clock.install()
+    _paired(page, console_server)
+    _until(page, "!document.querySelector('#bundle-age').textContent.includes('无')")
+    ann, bo = Resident(console_server), Resident(console_server)
+    assert _scan(page, ann.code())["decision"] == "admit"
+    page.clock.fast_forward(61_000)
+    page.click("#annul")
+    _until(page, "document.querySelector('#notice').dataset.key === 'annul_too_late'")
+    assert page.is_visible("text=已超过 60 秒，无法撤销上次通行")
+    page.context.set_offline(True)
+    page.clock.fast_forward("25:00:00")
+    shown = _scan(page, bo.code())
+    assert (shown["decision"], shown["mode"]) == ("deny", "offline")
+    assert page.is_visible("[data-testid=reason] >> text=离线数据已过期，无法离线判定")
+    assert page.eval_on_selector("#queue", "e => e.dataset.count") == "0"
+    page.screenshot(path=str(REPO / "docs" / "img" / "gate-expired.png")) if _update() else None
+    page.context.set_offline(False)
+
+
+def test_language_switch_is_remembered(console_server: ConsoleServer, page: Page) -> None:
+    _paired(page, console_server)
+    shown = _scan(page, Resident(console_server).code())
+    assert shown["decision"] == "admit"
+    page.click("[data-testid=lang]")
+    assert page.is_visible("#verdict >> text=ADMIT")
+    assert page.eval_on_selector("html", "e => e.lang") == "en"
+    page.reload()
+    page.wait_for_selector("[data-testid=scan]")
+    assert page.is_visible("text=Annul last admit")
+    page.click("[data-testid=lang]")
+    assert page.is_visible("text=撤销上次通行")
+
+
+def _y4m_of_png(png: bytes, path: Path, seconds: int = 4, fps: int = 10) -> None:
+    """A 640x480 I420 y4m video of the code PNG centred on white (Chromium's fake camera)."""
+    import cv2
+    import numpy as np
+
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert image is not None, "not a PNG"
+    side = 400
+    code = cv2.resize(image, (side, side), interpolation=cv2.INTER_NEAREST)
+    frame = np.full((480, 640), 255, np.uint8)
+    frame[40 : 40 + side, 120 : 120 + side] = code
+    yuv = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR), cv2.COLOR_BGR2YUV_I420)
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W640 H480 F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(seconds * fps):
+            out.write(b"FRAME\n")
+            out.write(yuv.tobytes())
+
+
+def test_camera_scan_admits(
+    console_server: ConsoleServer, playwright: Playwright, tmp_path: Path
+) -> None:
+    resident = Resident(console_server)
+    png = httpx.get(
+        f"{console_server.base_url}/v1/codes/me", params={"format": "png"}, headers=resident.headers
+    )
+    assert png.status_code == 200, png.text
+    video = tmp_path / "code.y4m"
+    _y4m_of_png(png.content, video)
+    args = [
+        *CHROMIUM_ARGS,
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+    ]
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+    try:
+        size = {"width": CONSOLE_VIEWPORT["width"], "height": CONSOLE_VIEWPORT["height"]}
+        context = browser.new_context(viewport=size, locale="zh-CN")  # type: ignore[arg-type]
+        context.grant_permissions(["camera"], origin=console_server.base_url)
+        page = context.new_page()
+        _paired(page, console_server)
+        page.click("[data-testid=camera]")
+        _until(page, "Number(document.querySelector('#verdict').dataset.seq) >= 1", 20)
+        shown = page.eval_on_selector("#verdict", "e => ({...e.dataset})")
+        assert (shown["decision"], shown["reason"]) == ("admit", "ok"), shown
+        assert page.is_visible("#verdict >> text=通行")
+        time.sleep(1.5)  # the code stays in view: still one scan, not one per frame
+        assert page.eval_on_selector("#verdict", "e => e.dataset.seq") == "1"
+        page.screenshot(path=str(REPO / "docs" / "img" / "gate-camera.png")) if _update() else None
+    finally:
+        browser.close()

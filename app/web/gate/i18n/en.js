@@ -1,4 +1,11 @@
 export default {
+  title: "Gate 闸机", other_lang: "中文", camera_on: "Scan with camera", camera_off: "Camera off", camera_failed: "Cannot open the camera",
+  annul_too_late: "More than 60 s ago: the last admit can no longer be annulled", annul_offline: "Cannot annul while offline", annul_refused: "This admit cannot be annulled",
+  rejected: "Offline scans refused", conflict_scan: "Offline scan at {t}: ",
+  sync_conflicts: { code_admitted_elsewhere: "this code was admitted at another gate", code_revoked: "the code was revoked", code_invalid: "the code is invalid",
+    capacity_overrun: "the venue was full when admitted offline", already_inside: "the person was already inside" },
+  sync_rejections: { scan_id_reused: "scan id reused", scanned_before_bundle_window: "scanned before the bundle was valid",
+    scanned_in_future: "scan time in the future", scanned_after_gate_time: "scan time after the upload" },
   pair_title: "Pair this gate", pair_hint: "Enter the pairing code from the operator", pair_button: "Pair", paired_bad: "Pairing code invalid, used or expired",
   scan_hint: "Scan (scanner or camera)", admit: "ADMIT", deny: "DENY", online: "online", offline: "offline",
   bundle_age: "bundle {m} min old", bundle_none: "no bundle", bundle_expired: "bundle expired: cannot decide offline",

@@ -1,4 +1,11 @@
 export default {
+  title: "闸机 Gate", other_lang: "English", camera_on: "摄像头扫码", camera_off: "关闭摄像头", camera_failed: "无法打开摄像头",
+  annul_too_late: "已超过 60 秒，无法撤销上次通行", annul_offline: "离线时无法撤销", annul_refused: "无法撤销这次通行",
+  rejected: "被拒收的离线记录", conflict_scan: "{t} 的离线记录：",
+  sync_conflicts: { code_admitted_elsewhere: "此码已在其他闸机入场", code_revoked: "此码已作废", code_invalid: "此码无效",
+    capacity_overrun: "离线放行时场馆已满", already_inside: "此人当时已在场内" },
+  sync_rejections: { scan_id_reused: "记录编号重复", scanned_before_bundle_window: "扫码时间早于离线数据有效期",
+    scanned_in_future: "扫码时间晚于现在", scanned_after_gate_time: "扫码时间晚于上传时间" },
   pair_title: "配对闸机", pair_hint: "输入管理员给出的配对码", pair_button: "配对", paired_bad: "配对码无效、已使用或已过期",
   scan_hint: "扫码（扫码枪或摄像头）", admit: "通行", deny: "禁止", online: "在线", offline: "离线",
   bundle_age: "离线数据 {m} 分钟前", bundle_none: "无离线数据", bundle_expired: "离线数据已过期，无法离线判定",

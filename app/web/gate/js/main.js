@@ -6,12 +6,16 @@ import zh from "../i18n/zh-CN.js";
 import en from "../i18n/en.js";
 import { OfflineGate, BundleInvalid } from "../common/gate-offline.js";
 
-const T = (navigator.language || "zh-CN").toLowerCase().startsWith("en") ? en : zh;
+const LANG = "suishen.gate.lang";
+const LANGS = { "zh-CN": zh, en };
+// The language: the one chosen on this device (the switch in the bar), else the browser's.
+let lang = localStorage.getItem(LANG) || ((navigator.language || "zh-CN").toLowerCase().startsWith("en") ? "en" : "zh-CN");
+let T = LANGS[lang] || zh;
 const fmt = (s, v) => s.replace(/\{(\w+)\}/g, (_, k) => v[k]);
 const $ = (sel) => document.querySelector(sel);
 const CREDS = "suishen.gate.credentials";
 const state = { token: null, tokenUntil: 0, online: navigator.onLine, gate: null, offline: null,
-  bundleAt: null, bundleExpires: null, direction: "in", lastAdmit: null, queue: 0 };
+  bundleAt: null, bundleExpires: null, direction: "in", lastAdmit: null, queue: 0, last: null, notice: "" };
 
 // -- IndexedDB: the queue of offline scans and the offline gate's state --------------------
 let dbp = null;
@@ -55,6 +59,16 @@ async function api(path, { method = "GET", body, auth = true, timeoutMs = 3000 }
 
 async function token() {
   if (state.token && Date.now() < state.tokenUntil) return state.token;
+  return fetchToken();
+}
+
+let tokenFetch = null;
+function fetchToken() {
+  tokenFetch ??= newToken().finally(() => { tokenFetch = null; });
+  return tokenFetch;
+}
+
+async function newToken() {
   const c = JSON.parse(localStorage.getItem(CREDS));
   const r = await fetch("/v1/auth/token", { method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ grant_type: "client_credentials", client_id: c.client_id, client_secret: c.client_secret }) });
@@ -64,6 +78,13 @@ async function token() {
   // Fresh again a minute before it expires (or at half its life, if shorter).
   state.tokenUntil = Date.now() + Math.max(t.expires_in * 500, (t.expires_in - 60) * 1000);
   return state.token;
+}
+
+// Keep the token fresh off the scan path: a refresh never waits inside a scan.
+function refreshTokenSoon() {
+  if (!localStorage.getItem(CREDS) || !state.online) return;
+  if (state.token && Date.now() < state.tokenUntil - 120_000) return;
+  fetchToken().catch(() => {});
 }
 
 function setOnline(on) {
@@ -115,12 +136,12 @@ async function scan(code) {
     } catch { /* fall through to offline */ }
   }
   if (!shown) shown = await decideOffline(code, direction);
-  verdict(shown, performance.now() - started);
+  verdict(shown, started);
 }
 
 async function decideOffline(code, direction) {
   if (!state.offline || Date.now() >= state.bundleExpires) {
-    return { decision: "deny", reason: null, message: T.bundle_expired };
+    return { decision: "deny", reason: null, message: "bundle_expired" };
   }
   const s = await state.offline.decide(code, direction, Date.now());
   const { status, ...queued } = s;
@@ -147,10 +168,25 @@ async function syncQueue() {
     box.replaceChildren(el("p", { "data-testid": "synced" }, fmt(T.synced, { n: scans.length })));
     if (out.conflicts.length) {
       box.append(el("h3", {}, T.conflicts));
-      for (const c of out.conflicts) box.append(el("p", { class: "conflict", "data-testid": "conflict" }, `${c.scan_id}: ${c.conflicts.join(", ")}`));
+      for (const c of out.conflicts) {
+        const words = c.conflicts.map((k) => T.sync_conflicts[k] || k).join("；");
+        const p = el("p", { class: "conflict", "data-testid": "conflict" }, `${fmt(T.conflict_scan, { t: when(c.scan_id, scans) })}${words}`);
+        p.dataset.conflicts = c.conflicts.join(" ");
+        box.append(p);
+      }
+    }
+    const rejected = out.results.filter((x) => x.outcome === "rejected");
+    if (rejected.length) {
+      box.append(el("h3", {}, T.rejected));
+      for (const x of rejected) box.append(el("p", { class: "conflict", "data-testid": "rejected" }, `${fmt(T.conflict_scan, { t: when(x.scan_id, scans) })}${T.sync_rejections[x.reason] || x.reason}`));
     }
     fetchBundle();
   } catch { /* still offline */ }
+}
+
+function when(scanId, scans) {
+  const s = scans.find((x) => x.scan_id === scanId);
+  return s ? new Date(s.scanned_at).toLocaleTimeString(lang) : scanId;
 }
 
 // -- screen --------------------------------------------------------------------------------
@@ -173,31 +209,54 @@ function beep(admit) {
   } catch { /* no audio device */ }
 }
 
-function verdict(v, ms) {
+function verdict(v, started) {
+  state.last = v;
+  state.notice = "";
+  paint(v);
   const box = $("#verdict");
-  box.className = `verdict ${v.decision}`;
-  box.dataset.decision = v.decision;
-  box.dataset.reason = v.reason || "";
-  box.dataset.ms = String(ms);
-  box.dataset.mode = v.online ? "online" : "offline";
-  box.replaceChildren(
-    el("p", { class: "word" }, v.decision === "admit" ? T.admit : T.deny),
-    el("p", { class: "reason", "data-testid": "reason" }, v.message || T.reasons[v.reason] || v.reason),
-    el("p", { class: "who" }, [v.name, v.status && T.status[v.status]].filter(Boolean).join(" · ")),
-    el("p", { class: "occ" }, v.occupancy != null ? fmt(T.occupancy, { o: v.occupancy, c: v.capacity }) : ""),
-  );
+  box.dataset.ms = String(performance.now() - started);
   box.dataset.seq = String(Number(box.dataset.seq || 0) + 1);
-  beep(v.decision === "admit");
+  // The sound after the screen: the verdict is never held up by the audio device.
+  setTimeout(() => beep(v.decision === "admit"), 0);
   if (v.decision === "admit" && v.online && state.direction === "in") state.lastAdmit = { scan_id: v.scan_id, at: Date.now() };
   $("#annul").disabled = !state.lastAdmit;
 }
 
+function paint(v) {
+  const box = $("#verdict");
+  box.className = `verdict ${v.decision}`;
+  box.dataset.decision = v.decision;
+  box.dataset.reason = v.reason || "";
+  box.dataset.mode = v.online ? "online" : "offline";
+  box.replaceChildren(
+    el("p", { class: "word" }, v.decision === "admit" ? T.admit : T.deny),
+    el("p", { class: "reason", "data-testid": "reason" }, v.message ? T[v.message] : T.reasons[v.reason] || v.reason),
+    el("p", { class: "who" }, [v.name, v.status && T.status[v.status]].filter(Boolean).join(" · ")),
+    el("p", { class: "occ" }, v.occupancy != null ? fmt(T.occupancy, { o: v.occupancy, c: v.capacity }) : ""),
+  );
+}
+
+function notice(key) {
+  state.notice = key;
+  const p = $("#notice");
+  p.textContent = key ? T[key] : "";
+  p.dataset.key = key;
+}
+
 async function annul() {
   const last = state.lastAdmit;
-  if (!last || Date.now() - last.at > 60_000) { $("#annul").disabled = true; return; }
-  const r = await api(`/v1/gates/scan/${last.scan_id}/annul`, { method: "POST" });
+  if (!last) return;
+  // The server's window is 60 s from its record of the admit; the page refuses past it too.
+  if (Date.now() - last.at > 60_000) { state.lastAdmit = null; $("#annul").disabled = true; notice("annul_too_late"); return; }
+  let r;
+  try { r = await api(`/v1/gates/scan/${last.scan_id}/annul`, { method: "POST" }); } catch { notice("annul_offline"); return; }
   state.lastAdmit = null;
   $("#annul").disabled = true;
+  if (!r.ok) {
+    const problem = await r.json().catch(() => ({}));
+    notice(problem.code === "annul_window_passed" ? "annul_too_late" : "annul_refused");
+    return;
+  }
   if (r.ok) {
     const a = await r.json();
     const box = $("#verdict");
@@ -219,6 +278,27 @@ function renderBar() {
   $("#queue").textContent = fmt(T.queue, { n: state.queue });
   $("#queue").dataset.count = String(state.queue);
   if (state.gate) $("#gate-name").textContent = state.gate.name;
+  $("#lang").textContent = T.other_lang;
+  $("#lang").lang = lang === "en" ? "zh-CN" : "en";
+}
+
+// The zh-CN/English switch, remembered on this device; the screen is redrawn in place.
+function switchLang() {
+  lang = lang === "en" ? "zh-CN" : "en";
+  localStorage.setItem(LANG, lang);
+  T = LANGS[lang];
+  document.documentElement.lang = lang;
+  document.title = T.title;
+  if (state.gate) {
+    const { last, notice: key } = state;
+    consoleScreen();
+    if (last) paint(last);
+    $("#annul").disabled = !state.lastAdmit;
+    notice(key);
+  } else {
+    pairScreen();
+  }
+  renderBar();
 }
 
 function pairScreen(error) {
@@ -263,11 +343,84 @@ function consoleScreen() {
   annulButton.disabled = true;
   annulButton.addEventListener("click", () => { annul(); input.focus(); });
   controls.append(annulButton);
-  $("#root").replaceChildren(form, controls, el("section", { id: "verdict", class: "verdict" }),
-    el("section", { id: "sync", class: "conflicts", hidden: "" }));
-  // The scanner types into the field whatever has focus: keep it there.
-  document.addEventListener("click", (e) => { if (!(e.target instanceof HTMLInputElement)) input.focus(); });
+  const cameraButton = el("button", { id: "camera", type: "button", "data-testid": "camera" }, camera.stream ? T.camera_off : T.camera_on);
+  cameraButton.addEventListener("click", () => { toggleCamera(); input.focus(); });
+  controls.append(cameraButton);
+  const video = camera.video || el("video", { id: "camera-view", muted: "", playsinline: "", hidden: "" });
+  $("#root").replaceChildren(form, controls, el("p", { id: "notice", class: "error", "data-testid": "notice" }), video,
+    el("section", { id: "verdict", class: "verdict" }), el("section", { id: "sync", class: "conflicts", hidden: "" }));
   input.focus();
+}
+
+// -- camera: BarcodeDetector where the browser has one, else the vendored jsQR -------------
+const camera = { stream: null, video: null, timer: null, detector: null, canvas: null, seen: null, lastSeenAt: 0 };
+const FRAME_MS = 250; // four frames a second
+const GONE_MS = 1500; // a code out of view this long may be scanned again when it returns
+
+async function decoder() {
+  if ("BarcodeDetector" in self) {
+    try {
+      if ((await BarcodeDetector.getSupportedFormats()).includes("qr_code")) {
+        const d = new BarcodeDetector({ formats: ["qr_code"] });
+        return async (video) => (await d.detect(video))[0]?.rawValue || null;
+      }
+    } catch { /* fall back to jsQR */ }
+  }
+  await import("../vendor/jsqr-1.4.0/jsQR.js"); // sets self.jsQR
+  camera.canvas ??= document.createElement("canvas");
+  const ctx = camera.canvas.getContext("2d", { willReadFrequently: true });
+  return async (video) => {
+    const w = video.videoWidth, h = video.videoHeight;
+    if (!w || !h) return null;
+    camera.canvas.width = w; camera.canvas.height = h;
+    ctx.drawImage(video, 0, 0, w, h);
+    const found = self.jsQR(ctx.getImageData(0, 0, w, h).data, w, h, { inversionAttempts: "dontInvert" });
+    return found ? found.data : null;
+  };
+}
+
+async function toggleCamera() {
+  if (camera.stream) { stopCamera(); return; }
+  try {
+    camera.detector ??= await decoder();
+    camera.stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment", width: 640, height: 480 }, audio: false });
+  } catch {
+    notice("camera_failed");
+    return;
+  }
+  const video = (camera.video = $("#camera-view"));
+  video.srcObject = camera.stream;
+  video.hidden = false;
+  await video.play().catch(() => {});
+  $("#camera").textContent = T.camera_off;
+  document.body.dataset.camera = "on";
+  let busy = false;
+  camera.timer = setInterval(async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      const code = await camera.detector(video);
+      const now = Date.now();
+      if (code) {
+        // Once per appearance: the same code in the next frames is the same presentation.
+        if (code !== camera.seen || now - camera.lastSeenAt > GONE_MS) scan(code);
+        camera.seen = code;
+        camera.lastSeenAt = now;
+      } else if (now - camera.lastSeenAt > GONE_MS) {
+        camera.seen = null;
+      }
+    } catch { /* a frame that fails to decode is skipped */ }
+    busy = false;
+  }, FRAME_MS);
+}
+
+function stopCamera() {
+  clearInterval(camera.timer);
+  for (const t of camera.stream?.getTracks() || []) t.stop();
+  camera.stream = null;
+  if (camera.video) { camera.video.srcObject = null; camera.video.hidden = true; }
+  $("#camera").textContent = T.camera_on;
+  document.body.dataset.camera = "off";
 }
 
 async function start() {
@@ -283,8 +436,23 @@ async function start() {
   document.body.dataset.ready = "1";
 }
 
+// The service worker keeps the shell for a start with no network (scope /gate/).
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.register(import.meta.resolve("./sw.js"), { scope: "/gate/", type: "module" })
+    .then(() => navigator.serviceWorker.ready)
+    .then(() => { document.body.dataset.sw = "ready"; })
+    .catch(() => { document.body.dataset.sw = "failed"; });
+}
+// The scanner types into the field whatever has focus: keep it there.
+document.addEventListener("click", (e) => {
+  const input = $("#scan");
+  if (input && !(e.target instanceof HTMLInputElement)) input.focus();
+});
+$("#lang").addEventListener("click", switchLang);
+document.documentElement.lang = lang;
+document.title = T.title;
 window.addEventListener("online", () => { setOnline(true); });
 window.addEventListener("offline", () => setOnline(false));
-setInterval(() => { renderBar(); if (state.online) syncQueue(); }, 5000);
+setInterval(() => { renderBar(); refreshTokenSoon(); if (state.online) syncQueue(); }, 5000);
 setInterval(fetchBundle, 10 * 60_000);
 start();
