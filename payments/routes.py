@@ -22,9 +22,15 @@ from payments import (
     statements,
     webhooks,
 )
-from payments.models import Bill, Encounter, Refund
+from payments.responses import (
+    bill_view_out,
+    credit_out,
+    encounter_list_item,
+    encounter_out,
+    refund_out,
+    settlement_out,
+)
 from payments.schemas import (
-    BillLineOut,
     BillList,
     BillOut,
     ChargeIn,
@@ -32,11 +38,8 @@ from payments.schemas import (
     ChargeOut,
     ClientCredentialsOut,
     CreditOut,
-    EncounterBillOut,
-    EncounterBrief,
     EncounterIn,
     EncounterList,
-    EncounterListItem,
     EncounterListQuery,
     EncounterOut,
     EnrollIn,
@@ -56,88 +59,6 @@ from payments.schemas import (
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY = {IDEMPOTENCY_HEADER: "makes retries safe: same key + same body replays the answer"}
 IDEMPOTENT_ERRORS = [IdempotencyKeyReused, RequestInProgress]
-
-
-# -- serialization --------------------------------------------------------------------------
-
-
-def bill_out(bill: Bill, lines: list[BillLineOut] | None = None) -> BillOut:
-    return BillOut(
-        id=bill.id,
-        encounter_id=bill.encounter_id,
-        hospital_id=bill.hospital_id,
-        status=bill.status,
-        total_fen=bill.total_fen,
-        insurance_fen=bill.insurance_fen,
-        self_pay_fen=bill.self_pay_fen,
-        refunded_insurance_fen=bill.refunded_insurance_fen,
-        refunded_self_pay_fen=bill.refunded_self_pay_fen,
-        collected_fen=bill.collected_fen,
-        paid_out_fen=bill.paid_out_fen,
-        outstanding_fen=bill.outstanding_fen,
-        due_at=bill.due_at,
-        paid_at=bill.paid_at,
-        next_retry_at=bill.next_retry_at,
-        created_at=bill.created_at,
-        lines=lines,
-    )
-
-
-def bill_view_out(view: collection.BillView) -> BillOut:
-    lines = [
-        BillLineOut(
-            charge_id=line.hospital_charge_id,
-            item_code=line.item_code,
-            name=line.name,
-            category=line.category,
-            quantity=line.quantity,
-            unit_price_fen=line.unit_price_fen,
-            insurance_class=line.insurance_class,
-            amount_fen=line.amount_fen,
-            insurance_fen=line.insurance_fen,
-            self_pay_fen=line.self_pay_fen,
-        )
-        for line in view.lines
-    ]
-    return bill_out(view.bill, lines)
-
-
-def encounter_out(encounter: Encounter, patient: PatientOut | None = None) -> EncounterOut:
-    return EncounterOut(
-        id=encounter.id,
-        hospital_id=encounter.hospital_id,
-        department=encounter.department,
-        status=encounter.status,
-        hold_fen=encounter.hold_fen,
-        charged_fen=encounter.charged_fen,
-        opened_at=encounter.opened_at,
-        closed_at=encounter.closed_at,
-        patient=patient,
-    )
-
-
-def settlement_out(bill: Bill) -> SettlementOut:
-    return SettlementOut(
-        encounter_id=bill.encounter_id,
-        bill_id=bill.id,
-        total_fen=bill.total_fen,
-        insurance_fen=bill.insurance_fen,
-        self_pay_fen=bill.self_pay_fen,
-        status=settlement.settlement_status(bill),
-    )
-
-
-def refund_out(refund: Refund) -> RefundOut:
-    return RefundOut(
-        refund_id=refund.refund_id,
-        encounter_id=refund.encounter_id,
-        charge_id=refund.hospital_charge_id,
-        amount_fen=refund.amount_fen,
-        insurance_fen=refund.insurance_fen,
-        self_pay_fen=refund.self_pay_fen,
-        after_settlement=refund.after_settlement,
-        created_at=refund.created_at,
-    )
 
 
 # -- hospitals ------------------------------------------------------------------------------
@@ -225,32 +146,6 @@ async def enroll(request: Request) -> Response:
     return json_response(credit_out(summary), 201)
 
 
-def credit_out(summary: credit.CreditSummary) -> CreditOut:
-    account = summary.account
-    return CreditOut(
-        account_id=account.id,
-        status=account.status,
-        limit_fen=account.limit_fen,
-        available_fen=summary.available_fen,
-        holds_fen=summary.holds_fen,
-        unpaid_fen=summary.unpaid_fen,
-        payment_method=account.payment_method,
-        insured=account.insured,
-        open_encounters=[
-            EncounterBrief(
-                id=e.id,
-                hospital_id=e.hospital_id,
-                department=e.department,
-                hold_fen=e.hold_fen,
-                charged_fen=e.charged_fen,
-                opened_at=e.opened_at,
-            )
-            for e in summary.open_encounters
-        ],
-        unpaid_bills=[bill_out(b) for b in summary.unpaid_bills],
-    )
-
-
 @endpoint(
     summary="The resident's credit: limit, available, open encounters, unpaid bills",
     response=CreditOut,
@@ -309,31 +204,6 @@ async def list_encounters(request: Request) -> Response:
     rows = await encounters.encounters_of_day(ctx, principal, query.date)
     return json_response(
         EncounterList(date=query.date, encounters=[encounter_list_item(r) for r in rows])
-    )
-
-
-def encounter_list_item(row: encounters.DayEncounter) -> EncounterListItem:
-    e, bill = row.encounter, row.bill
-    return EncounterListItem(
-        id=e.id,
-        department=e.department,
-        status=e.status,
-        hold_fen=e.hold_fen,
-        charged_fen=e.charged_fen,
-        opened_at=e.opened_at,
-        closed_at=e.closed_at,
-        patient=PatientOut(masked_name=row.masked_name, age_group=None),
-        bill=None
-        if bill is None
-        else EncounterBillOut(
-            id=bill.id,
-            status=bill.status,
-            settlement_status=settlement.settlement_status(bill),
-            total_fen=bill.total_fen,
-            insurance_fen=bill.insurance_fen,
-            self_pay_fen=bill.self_pay_fen,
-            outstanding_fen=bill.outstanding_fen,
-        ),
     )
 
 

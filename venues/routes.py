@@ -1,5 +1,6 @@
-"""HTTP endpoints of the venues domain: venues, gates, slots, reservations, gate scans,
-offline bundles and sync, place codes, check-ins, occupancy, entries and visits."""
+"""HTTP endpoints of the venues domain for operators and residents: venues, gates, slots,
+reservations, place codes, check-ins, occupancy, entries, stats and visits (what gate
+devices call is in `venues/gate_routes.py`)."""
 
 from __future__ import annotations
 
@@ -8,71 +9,27 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.context import app_context
-from app.errors import IdempotencyKeyReused, NotFound, RateLimited
+from app.errors import NotFound
 from app.http import endpoint, json_response, read_json, read_query
 from auth.api import IdentityRequired, require
 from auth.api import scopes as sc
 from codes.api import PlaceCodeInvalid, qr_png, qr_svg
-from venues import bookings, catalogue, checkins, gate, offline, pairing, stats, sync, visits
+from venues import bookings, catalogue, checkins, stats, visits
 from venues.config import VenuesRuntime
 from venues.errors import (
     AlreadyBooked,
-    AnnulWindowPassed,
     BookingNotOpen,
     BookingSuspended,
     CancellationClosed,
-    DirectionNotSupported,
-    GateNotFound,
-    PairingCodeInvalid,
     PartyTooLarge,
     ReservationNotFound,
-    ScanClockSkewed,
-    ScanNotAnnullable,
-    ScanNotFound,
     SlotFull,
     SlotInPast,
     SlotInvalid,
     SlotNotFound,
     VenueNotFound,
 )
-from venues.offline_gate import OfflineScan
-from venues.schemas import (
-    AnnulOut,
-    BookingRulesOut,
-    BundleOut,
-    CheckinIn,
-    CheckinOut,
-    EntriesQuery,
-    EntryPage,
-    GateIn,
-    GateOut,
-    JwksOut,
-    MyReservationList,
-    OccupancyOut,
-    PairedOut,
-    PairIn,
-    PairingOut,
-    PlaceCodeOut,
-    PlaceCodeQuery,
-    ReservationIn,
-    ReservationOut,
-    ScanIn,
-    ScanOut,
-    SlotIn,
-    SlotList,
-    SlotOut,
-    SlotQuery,
-    StatsQuery,
-    SyncIn,
-    SyncOut,
-    VenueIn,
-    VenueList,
-    VenueOut,
-    VenuePatch,
-    VenuesQuery,
-    VenueStatsOut,
-    VisitList,
-    bundle_out,
+from venues.responses import (
     checkin_out,
     entry_out,
     gate_out,
@@ -80,11 +37,37 @@ from venues.schemas import (
     reservation_out,
     slot_out,
     stats_out,
-    sync_out,
     venue_out,
     visit_list,
 )
-from venues.states import Direction, GateDirection, ScanDecision
+from venues.schemas import (
+    BookingRulesOut,
+    CheckinIn,
+    CheckinOut,
+    EntriesQuery,
+    EntryPage,
+    GateIn,
+    GateOut,
+    MyReservationList,
+    OccupancyOut,
+    PlaceCodeOut,
+    PlaceCodeQuery,
+    ReservationIn,
+    ReservationOut,
+    SlotIn,
+    SlotList,
+    SlotOut,
+    SlotQuery,
+    StatsQuery,
+    VenueIn,
+    VenueList,
+    VenueOut,
+    VenuePatch,
+    VenuesQuery,
+    VenueStatsOut,
+    VisitList,
+)
+from venues.states import GateDirection
 
 TAGS = ["venues"]
 GATE_TAGS = ["gates"]
@@ -171,52 +154,6 @@ async def post_gate(request: Request) -> Response:
         actor=principal,
     )
     return json_response(gate_out(registered), status=201, headers=NO_STORE)
-
-
-@endpoint(
-    summary="A one-time pairing code for a gate console (10 min, single use)",
-    response=PairingOut,
-    status=201,
-    errors=[VenueNotFound, GateNotFound],
-    auth=sc.VENUES_MANAGE,
-    tags=TAGS,
-)
-async def post_pairing(request: Request) -> Response:
-    venue_id = request.path_params["venue_id"]
-    await require(request, sc.VENUES_MANAGE, tenant_id=venue_id)
-    made = await pairing.create_pairing(
-        app_context(request), venue_id, request.path_params["gate_id"]
-    )
-    out = PairingOut(
-        pairing_code=made.pairing_code,
-        gate_id=made.gate_id,
-        expires_at=made.expires_at,
-        qr_svg=qr_svg(made.pairing_code).decode(),
-    )
-    return json_response(out, status=201, headers=NO_STORE)
-
-
-@endpoint(
-    summary="Trade a pairing code for the gate's client credentials (rotates its secret)",
-    body=PairIn,
-    response=PairedOut,
-    errors=[PairingCodeInvalid, RateLimited],
-    tags=GATE_TAGS,
-)
-async def post_pair(request: Request) -> Response:
-    body = await read_json(request, PairIn)
-    ip = request.client.host if request.client else ""
-    paired = await pairing.trade(app_context(request), body.pairing_code, ip)
-    out = PairedOut(
-        gate_id=paired.gate.id,
-        venue_id=paired.gate.venue_id,
-        name=paired.gate.name,
-        direction=GateDirection(paired.gate.direction),
-        client_id=paired.client_id,
-        client_secret=paired.client_secret,
-        scope=paired.scope,
-    )
-    return json_response(out, headers=NO_STORE)
 
 
 # -- slots and reservations -------------------------------------------------------------
@@ -320,101 +257,6 @@ async def get_my_reservations(request: Request) -> Response:
     principal = await require(request, sc.RESIDENT)
     records = await bookings.my_reservations(app_context(request), principal)
     return json_response(my_reservation_list(records), headers=NO_STORE)
-
-
-# -- gates ----------------------------------------------------------------------------------
-
-
-@endpoint(
-    summary="Decide a scanned code at a gate (admit/deny) and record it",
-    body=ScanIn,
-    response=ScanOut,
-    errors=[
-        GateNotFound,
-        VenueNotFound,
-        ScanClockSkewed,
-        DirectionNotSupported,
-        IdempotencyKeyReused,
-    ],
-    auth=sc.GATES_SCAN,
-    tags=GATE_TAGS,
-)
-async def post_scan(request: Request) -> Response:
-    principal = await require(request, sc.GATES_SCAN)
-    body = await read_json(request, ScanIn)
-    answer = await gate.scan(
-        app_context(request),
-        principal,
-        gate.ScanRequest(body.scan_id, body.code, Direction(body.direction), body.scanned_at),
-    )
-    return json_response(answer, headers=NO_STORE)
-
-
-@endpoint(
-    summary="Annul an admit the turnstile did not let through (within 60 s)",
-    response=AnnulOut,
-    errors=[GateNotFound, ScanNotFound, ScanNotAnnullable, AnnulWindowPassed],
-    auth=sc.GATES_SCAN,
-    tags=GATE_TAGS,
-)
-async def post_annul(request: Request) -> Response:
-    principal = await require(request, sc.GATES_SCAN)
-    entry, occupancy = await gate.annul_scan(
-        app_context(request), principal, request.path_params["scan_id"]
-    )
-    assert entry.annulled_at is not None
-    return json_response(
-        AnnulOut(scan_id=entry.scan_id, annulled_at=entry.annulled_at, occupancy=occupancy)
-    )
-
-
-@endpoint(
-    summary="Signed offline bundle for this gate (24 h)",
-    response=BundleOut,
-    errors=[GateNotFound, VenueNotFound],
-    auth=sc.GATES_SCAN,
-    tags=GATE_TAGS,
-)
-async def get_bundle(request: Request) -> Response:
-    principal = await require(request, sc.GATES_SCAN)
-    bundle = await offline.offline_bundle(app_context(request), principal)
-    return json_response(bundle_out(bundle), headers=NO_STORE)
-
-
-@endpoint(summary="Public keys offline bundles are signed with (JWK Set)", response=JwksOut,
-          tags=GATE_TAGS)  # fmt: skip
-async def get_bundle_keys(request: Request) -> Response:
-    return json_response(offline.bundle_keys(app_context(request)))
-
-
-@endpoint(
-    summary="Upload scans decided offline; idempotent by scan_id; conflicts and rejections "
-    "reported per scan",
-    body=SyncIn,
-    response=SyncOut,
-    errors=[GateNotFound],
-    auth=sc.GATES_SCAN,
-    tags=GATE_TAGS,
-)
-async def post_sync(request: Request) -> Response:
-    principal = await require(request, sc.GATES_SCAN)
-    body = await read_json(request, SyncIn)
-    scans = [
-        OfflineScan(
-            s.scan_id,
-            s.code,
-            Direction(s.direction),
-            s.scanned_at,
-            ScanDecision(s.decision),
-            s.reason,
-            s.repeat_of,
-        )
-        for s in body.scans
-    ]
-    results, occupancy = await sync.sync_offline(
-        app_context(request), principal, scans, body.gate_time
-    )
-    return json_response(sync_out(results, occupancy))
 
 
 # -- place codes, check-ins, occupancy, entries, visits -------------------------------------
@@ -541,8 +383,6 @@ routes = [
     Route("/v1/venues/{venue_id:id}", get_venue, methods=["GET"]),
     Route("/v1/venues/{venue_id:id}", patch_venue, methods=["PATCH"]),
     Route("/v1/venues/{venue_id:id}/gates", post_gate, methods=["POST"]),
-    Route("/v1/venues/{venue_id:id}/gates/{gate_id:id}/pairing", post_pairing, methods=["POST"]),
-    Route("/v1/gates/pair", post_pair, methods=["POST"]),
     Route("/v1/venues/{venue_id:id}/slots", post_slot, methods=["POST"]),
     Route("/v1/venues/{venue_id:id}/slots", get_slots, methods=["GET"]),
     Route("/v1/venues/{venue_id:id}/place-code", get_place_code, methods=["GET"]),
@@ -551,11 +391,6 @@ routes = [
     Route("/v1/venues/{venue_id:id}/stats", get_stats, methods=["GET"]),
     Route("/v1/reservations", post_reservation, methods=["POST"]),
     Route("/v1/reservations/{reservation_id:id}", delete_reservation, methods=["DELETE"]),
-    Route("/v1/gates/scan", post_scan, methods=["POST"]),
-    Route("/v1/gates/scan/{scan_id:longid}/annul", post_annul, methods=["POST"]),
-    Route("/v1/gates/bundle", get_bundle, methods=["GET"]),
-    Route("/v1/gates/bundle/keys", get_bundle_keys, methods=["GET"]),
-    Route("/v1/gates/sync", post_sync, methods=["POST"]),
     Route("/v1/checkins", post_checkin, methods=["POST"]),
     Route("/v1/residents/me/visits", get_my_visits, methods=["GET"]),
     Route("/v1/residents/me/reservations", get_my_reservations, methods=["GET"]),

@@ -11,6 +11,7 @@ from typing import Any
 from app.context import AppContext
 from app.domain import Command, Domain, Job
 from auth.api import create_client
+from venues import gate_routes
 from venues.bookings import create_slot
 from venues.catalogue import create_venue, register_gate
 from venues.config import VenuesRuntime
@@ -85,7 +86,7 @@ async def _purge_command(ctx: AppContext, args: argparse.Namespace) -> int:
 
 DOMAIN = Domain(
     name="venues",
-    routes=routes,
+    routes=[*routes, *gate_routes.routes],
     startup=startup,
     jobs=[
         Job("venues-no-shows", 60, count_no_shows),
