@@ -60,6 +60,10 @@ def test_operator_view_shows_the_stats_of_the_api(
         headers=headers,
     )
     assert slot.status_code == 201, slot.text
+    # The package shares one server: earlier tests' walk-ins in this window count too.
+    before = next(
+        s for s in _stats(server, venue["id"], headers)["slots"] if s["id"] == slot.json()["id"]
+    )["entered"]
     ann, bo = enrolled_resident(server), enrolled_resident(server)
     _scan(server, entrance, code_of(server, ann), "in")
     _scan(server, entrance, code_of(server, bo), "in")
@@ -107,7 +111,7 @@ def test_operator_view_shows_the_stats_of_the_api(
         assert row.locator(".booked").inner_text() == str(listed["booked"])
         assert row.locator(".entered").inner_text() == str(listed["entered"])
     ours = next(s for s in stats["slots"] if s["id"] == slot.json()["id"])
-    assert ours["entered"] == 2
+    assert ours["entered"] == before + 2
     keep_for_docs(shot(page, folder, "ops-view"), "ops-view.png")
 
     # Refreshed by itself: one more entry appears within the 10 s period.
