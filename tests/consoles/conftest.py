@@ -12,67 +12,24 @@ zh-CN, Asia/Shanghai) and `page_factory` (new pages in fresh contexts, closed af
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from tests.conftest import REPO, free_port
+from tests.browser import CHROMIUM_ARGS as BASE_ARGS
+from tests.browser import SeededServer, launch_chromium, seeded_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Without the background-networking flags Chromium keeps dialling Google's hosts, which
-# this closed network refuses (and hangs on); see docs/app.md.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
+# Sound cues play without a click in the tests.
+CHROMIUM_ARGS = [*BASE_ARGS, "--autoplay-policy=no-user-gesture-required"]
 CONSOLE_VIEWPORT = {"width": 1280, "height": 800}
 REDIS_DB = 12
 
 
-@dataclass(frozen=True)
-class ConsoleServer:
-    base_url: str
-    var_dir: Path
-    env: dict[str, str]
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def credentials(self) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads((self.var_dir / "demo-credentials.json").read_text())
-        return loaded
-
-    def machine_token(self, client: dict[str, str]) -> str:
-        answer = httpx.post(
-            f"{self.base_url}/v1/auth/token",
-            json={
-                "grant_type": "client_credentials",
-                "client_id": client["client_id"],
-                "client_secret": client["client_secret"],
-            },
-        )
-        assert answer.status_code == 200, answer.text
-        token: str = answer.json()["access_token"]
-        return token
+ConsoleServer = SeededServer
 
 
 def _with_db(url: str, name: str) -> str:
@@ -133,49 +90,11 @@ def _env(var_dir: Path) -> dict[str, str]:
     return env
 
 
-def _run_cli(env: dict[str, str], *args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "app.cli", *args], cwd=REPO, env=env, capture_output=True
-    )
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-
-
 @pytest.fixture(scope="package")
 def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
     var_dir = tmp_path_factory.mktemp("consoles-var")
-    env = _env(var_dir)
-    _run_cli(env, "migrate")
-    _run_cli(env, "seed-demo")
-    port = free_port()
-    log_path = var_dir / "server.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    running = ConsoleServer(f"http://127.0.0.1:{port}", var_dir, env, process, log_path)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{running.base_url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not become ready:\n{log_path.read_text()}")
-            time.sleep(0.1)
+    with seeded_server(var_dir, _env(var_dir), migrate=True) as running:
         yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="package")
@@ -192,9 +111,7 @@ def browser_args() -> list[str]:
 
 @pytest.fixture(scope="package")
 def browser(playwright: Playwright, browser_args: list[str]) -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: apt-get install -y chromium (.ci/run does it)")
-    launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=browser_args)
+    launched = launch_chromium(playwright, browser_args)
     yield launched
     launched.close()
 

@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 from playwright.sync_api import Page, Playwright
 
+from tests.browser import launch_chromium
 from tests.conftest import REPO
-from tests.consoles.conftest import CHROMIUM, CHROMIUM_ARGS, CONSOLE_VIEWPORT, ConsoleServer
+from tests.consoles.conftest import CHROMIUM_ARGS, CONSOLE_VIEWPORT, ConsoleServer
 from tests.factories import valid_id_number
 
 
@@ -339,7 +340,7 @@ def test_camera_scan_admits(
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-video-capture={video}",
     ]
-    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+    browser = launch_chromium(playwright, args)
     try:
         size = {"width": CONSOLE_VIEWPORT["width"], "height": CONSOLE_VIEWPORT["height"]}
         context = browser.new_context(viewport=size, locale="zh-CN")  # type: ignore[arg-type]

@@ -7,11 +7,8 @@ chromium`)."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,48 +27,16 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.conftest import REPO, free_port
+from tests.browser import SeededServer, launch_chromium, seeded_server
 from tests.factories import valid_id_number
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Without the background-networking flags Chromium keeps dialling Google's hosts, which
-# this closed network refuses (and hangs on); see docs/app.md.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PHONE: ViewportSize = {"width": 390, "height": 844}
 # Short code lifetimes so refresh and expiry happen within a test.
 REFRESH_AFTER_S = 3
 LIFETIME_S = 8
 
 
-@dataclass(frozen=True)
-class PagesServer:
-    base_url: str
-    var_dir: Path
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def credentials(self) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads((self.var_dir / "demo-credentials.json").read_text())
-        return loaded
-
-    def machine_token(self, client: dict[str, str]) -> str:
-        answer = httpx.post(
-            f"{self.base_url}/v1/auth/token",
-            json={"grant_type": "client_credentials", **client},
-        )
-        assert answer.status_code == 200, answer.text
-        token: str = answer.json()["access_token"]
-        return token
+PagesServer = SeededServer
 
 
 def _env(var_dir: Path) -> dict[str, str]:
@@ -97,41 +62,8 @@ def _env(var_dir: Path) -> dict[str, str]:
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PagesServer]:
     var_dir = tmp_path_factory.mktemp("pages-var")
-    env = _env(var_dir)
-    seeded = subprocess.run(
-        [sys.executable, "-m", "app.cli", "seed-demo"], cwd=REPO, env=env, capture_output=True
-    )
-    assert seeded.returncode == 0, seeded.stderr.decode(errors="replace")
-    port = free_port()
-    log_path = var_dir / "server.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    running = PagesServer(f"http://127.0.0.1:{port}", var_dir, process, log_path)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{running.base_url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not become ready:\n{log_path.read_text()}")
-            time.sleep(0.1)
+    with seeded_server(var_dir, _env(var_dir), migrate=False) as running:
         yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="package")
@@ -142,9 +74,7 @@ def playwright() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: apt-get install -y chromium (.ci/run does it)")
-    launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    launched = launch_chromium(playwright)
     yield launched
     launched.close()
 
