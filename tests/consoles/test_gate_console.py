@@ -126,6 +126,19 @@ def test_pair_and_scan_online(console_server: ConsoleServer, page: Page) -> None
     _until(page, "document.querySelector('#verdict').dataset.reason !== 'annulled'")
     assert page.eval_on_selector("#verdict", "e => e.dataset.decision") == "admit"
     page.screenshot(path=str(REPO / "docs" / "img" / "gate-console.png")) if _update() else None
+    # A code another gate already took is code_replayed here, in words.
+    cy = Resident(console_server)
+    taken = cy.code()
+    other = console_server.credentials["venue"]["gates"][0]
+    elsewhere = httpx.post(
+        f"{console_server.base_url}/v1/gates/scan",
+        json={"scan_id": f"elsewhere-{random.randrange(10**9)}", "code": taken, "direction": "in"},
+        headers={"Authorization": f"Bearer {console_server.machine_token(other)}"},
+    )
+    assert elsewhere.status_code == 200, elsewhere.text
+    replayed = _scan(page, taken)
+    assert (replayed["decision"], replayed["reason"]) == ("deny", "code_replayed")
+    assert page.is_visible("text=码已被使用")
     assert not errors, errors
 
 
