@@ -1,7 +1,8 @@
-// A machine client's session for the hospital desk: client id + secret (from the hospital's
-// onboarding) kept only in sessionStorage, an access token from POST /v1/auth/token renewed
-// a minute before it expires (and once after a 401), every failure an ApiProblem by `code`.
-const KEY = "suishen.desk.client";
+// A machine client's session for a console (the hospital desk, the operator view): client
+// id + secret kept only in sessionStorage, under a key of the page's own site so two
+// consoles in one tab keep their own clients; an access token from POST /v1/auth/token
+// renewed a minute before it expires (and once after a 401); every failure an ApiProblem.
+const KEY = "suishen.client:" + location.pathname.replace(/[^/]*$/, "");
 const MARGIN_MS = 60_000;
 
 export class ApiProblem extends Error {
