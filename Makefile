@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # `make run` needs only the runtime dependencies: a fresh start skips the dev tools.
 STAMP_RUN := $(VENV)/.installed-run
 
-.PHONY: run test check test-fast lint bench install clean
+.PHONY: run test check lint bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,11 +36,6 @@ check: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: check
-
-# The embedded backend only, on every core (pytest-xdist): the quick loop while editing.
-# PostgreSQL runs stay serial, as every test truncates the one shared database.
-test-fast: $(STAMP)
-	env -u TEST_DATABASE_URL -u TEST_REDIS_URL $(BIN)/python -m pytest -q -n auto $(PYTEST_ARGS)
 
 # wrk drives the servers (a Python load generator saturates first on two cores).
 bench: $(STAMP_RUN)
