@@ -5,6 +5,7 @@ machine-token helper. Chromium missing is a failure, never a skip: `.ci/run` ins
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -63,6 +64,25 @@ class SeededServer:
         assert answer.status_code == 200, answer.text
         token: str = answer.json()["access_token"]
         return token
+
+
+def dev_server_env(var_dir: Path, **knobs: str) -> dict[str, str]:
+    """A dev server in `var_dir` on SQLite and the embedded store, console SMS, JSON logs,
+    no embedded worker; `knobs` add or override variables (SUISHEN_* limits, ...)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUISHEN_", "REDIS_"))}
+    env.update(
+        {
+            "APP_ENV": "dev",
+            "VAR_DIR": str(var_dir),
+            "KEY_DIR": str(var_dir / "keys"),
+            "DATABASE_URL": f"sqlite://{var_dir}/suishen.db",
+            "SMS_BACKEND": "console",
+            "LOG_FORMAT": "json",
+            "EMBEDDED_WORKER": "0",
+            **knobs,
+        }
+    )
+    return env
 
 
 def run_cli(env: dict[str, str], *args: str) -> None:

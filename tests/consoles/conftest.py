@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from tests.browser import CHROMIUM_ARGS as BASE_ARGS
-from tests.browser import SeededServer, launch_chromium, seeded_server
+from tests.browser import SeededServer, dev_server_env, launch_chromium, seeded_server
 
 # Sound cues play without a click in the tests.
 CHROMIUM_ARGS = [*BASE_ARGS, "--autoplay-policy=no-user-gesture-required"]
@@ -65,19 +65,8 @@ def _recreate_postgres(url: str) -> str:
 
 
 def _env(var_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUISHEN_", "REDIS_"))}
-    env.update(
-        {
-            "APP_ENV": "dev",
-            "VAR_DIR": str(var_dir),
-            "KEY_DIR": str(var_dir / "keys"),
-            "DATABASE_URL": f"sqlite://{var_dir}/suishen.db",
-            "SMS_BACKEND": "console",
-            "LOG_FORMAT": "json",
-            "EMBEDDED_WORKER": "0",
-            "SUISHEN_OTP_PER_PHONE_HOUR": "1000",
-            "SUISHEN_OTP_PER_PHONE_MINUTE": "100",
-        }
+    env = dev_server_env(
+        var_dir, SUISHEN_OTP_PER_PHONE_HOUR="1000", SUISHEN_OTP_PER_PHONE_MINUTE="100"
     )
     database_url = os.environ.get("TEST_DATABASE_URL")
     redis_url = os.environ.get("TEST_REDIS_URL")

@@ -7,7 +7,6 @@ chromium`)."""
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.browser import SeededServer, launch_chromium, seeded_server
+from tests.browser import SeededServer, dev_server_env, launch_chromium, seeded_server
 from tests.factories import valid_id_number
 
 PHONE: ViewportSize = {"width": 390, "height": 844}
@@ -40,23 +39,13 @@ PagesServer = SeededServer
 
 
 def _env(var_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUISHEN_", "REDIS_"))}
-    env.update(
-        {
-            "APP_ENV": "dev",
-            "VAR_DIR": str(var_dir),
-            "KEY_DIR": str(var_dir / "keys"),
-            "DATABASE_URL": f"sqlite://{var_dir}/suishen.db",
-            "SMS_BACKEND": "console",
-            "LOG_FORMAT": "json",
-            "EMBEDDED_WORKER": "0",
-            "SUISHEN_CODES_REFRESH_AFTER_S": str(REFRESH_AFTER_S),
-            "SUISHEN_CODES_LIFETIME_S": str(LIFETIME_S),
-            "SUISHEN_OTP_PER_PHONE_HOUR": "100",
-            "SUISHEN_OTP_PER_PHONE_MINUTE": "10",
-        }
+    return dev_server_env(
+        var_dir,
+        SUISHEN_CODES_REFRESH_AFTER_S=str(REFRESH_AFTER_S),
+        SUISHEN_CODES_LIFETIME_S=str(LIFETIME_S),
+        SUISHEN_OTP_PER_PHONE_HOUR="100",
+        SUISHEN_OTP_PER_PHONE_MINUTE="10",
     )
-    return env
 
 
 @pytest.fixture(scope="package")
