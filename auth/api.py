@@ -11,7 +11,14 @@ from auth.authz import require
 from auth.clients import ClientCredentials, create_client, rotate_client
 from auth.errors import IdentityRequired
 from auth.principal import Principal
-from auth.residents import SubjectProfile, subject_for_request, subject_profile
+from auth.residents import (
+    SubjectProfile,
+    dependents_of,
+    guardians_of,
+    subject_for_id_number,
+    subject_for_request,
+    subject_profile,
+)
 from auth.schemas import SubjectId
 
 __all__ = [
@@ -21,9 +28,12 @@ __all__ = [
     "SubjectId",
     "SubjectProfile",
     "create_client",
+    "dependents_of",
+    "guardians_of",
     "require",
     "rotate_client",
     "scopes",
+    "subject_for_id_number",
     "subject_for_request",
     "subject_profile",
 ]

@@ -364,3 +364,47 @@ async def subject_profile(subject_id: str, *, now: datetime | None = None) -> Su
         age_group=identity.age_group(subject.birth_date, today),
         is_dependent=subject.owner_account_id is None,
     )
+
+
+# -- lookups for the other domains (auth.api) ------------------------------------------------
+
+
+async def subject_for_id_number(ctx: AppContext, id_number: str) -> str | None:
+    """The subject holding this ID number (an account holder or a dependent), found by
+    its blind index; None for a number that is malformed or belongs to nobody here."""
+    rt = ctx.runtime(AuthRuntime)
+    number = identity.parse_id_number(id_number, ctx.clock.now().date())
+    if number is None:
+        return None
+    index = rt.cipher.blind_index(number.value, field="id_number")
+    found: list[str] = await Subject.filter(id_number_index=index).values_list("id", flat=True)
+    return found[0] if found else None
+
+
+async def dependents_of(subject_id: str) -> list[str]:
+    """The subjects that the account whose own identity is `subject_id` guards, oldest
+    guardianship first (empty for a dependent-only subject or one without dependents)."""
+    subject = await Subject.get_or_none(id=subject_id)
+    if subject is None or subject.owner_account_id is None:
+        return []
+    found: list[str] = (
+        await Guardianship.filter(guardian_account_id=subject.owner_account_id)
+        .order_by("created_at", "id")
+        .values_list("subject_id", flat=True)
+    )
+    return found
+
+
+async def guardians_of(subject_id: str) -> list[str]:
+    """The subjects of the accounts that guard `subject_id` (only guardians who bound their
+    own identity), oldest guardianship first."""
+    accounts: list[str] = (
+        await Guardianship.filter(subject_id=subject_id)
+        .order_by("created_at", "id")
+        .values_list("guardian_account_id", flat=True)
+    )
+    if not accounts:
+        return []
+    owners = await Account.filter(id__in=accounts).values_list("id", "subject_id")
+    by_account = {account_id: owner for account_id, owner in owners if owner is not None}
+    return [by_account[a] for a in accounts if a in by_account]

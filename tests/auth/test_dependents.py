@@ -188,3 +188,26 @@ async def test_consent_needs_an_identity(client: httpx.AsyncClient, ctx: AppCont
     someone = await resident(client, ctx, identity=False)
     response = await client.post("/v1/residents/me/consents", headers=someone.headers)
     assert_problem(response, 409, "identity_required")
+
+
+async def test_lookups_for_other_domains_find_people_by_id_number_and_family(
+    client: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    from auth.api import dependents_of, guardians_of, subject_for_id_number
+
+    parent = await resident(client, ctx)
+    other_parent = await resident(client, ctx, name="李四")
+    child_number = valid_id_number(date(2016, 5, 1))
+    added = await post_dependent(client, parent, id_number=child_number)
+    child = added.json()["dependent_id"]
+    shared = await post_dependent(client, other_parent, id_number=child_number)
+    assert shared.status_code == 201, shared.text
+    assert parent.id_number is not None
+    assert await subject_for_id_number(ctx, parent.id_number) == parent.subject_id
+    assert await subject_for_id_number(ctx, child_number.lower()) == child
+    assert await subject_for_id_number(ctx, valid_id_number(date(1990, 2, 2))) is None
+    assert await subject_for_id_number(ctx, "not a number") is None
+    assert await dependents_of(parent.subject_id) == [child]
+    assert await dependents_of(child) == []
+    assert await guardians_of(child) == [parent.subject_id, other_parent.subject_id]
+    assert await guardians_of(parent.subject_id) == []
