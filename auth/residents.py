@@ -377,8 +377,8 @@ async def subject_for_id_number(ctx: AppContext, id_number: str) -> str | None:
     if number is None:
         return None
     index = rt.cipher.blind_index(number.value, field="id_number")
-    found: list[str] = await Subject.filter(id_number_index=index).values_list("id", flat=True)
-    return found[0] if found else None
+    found = await Subject.filter(id_number_index=index).values_list("id", flat=True)
+    return str(found[0]) if found else None
 
 
 async def dependents_of(subject_id: str) -> list[str]:
@@ -387,18 +387,18 @@ async def dependents_of(subject_id: str) -> list[str]:
     subject = await Subject.get_or_none(id=subject_id)
     if subject is None or subject.owner_account_id is None:
         return []
-    found: list[str] = (
+    found = (
         await Guardianship.filter(guardian_account_id=subject.owner_account_id)
         .order_by("created_at", "id")
         .values_list("subject_id", flat=True)
     )
-    return found
+    return [str(subject_id) for subject_id in found]
 
 
 async def guardians_of(subject_id: str) -> list[str]:
     """The subjects of the accounts that guard `subject_id` (only guardians who bound their
     own identity), oldest guardianship first."""
-    accounts: list[str] = (
+    accounts = (
         await Guardianship.filter(subject_id=subject_id)
         .order_by("created_at", "id")
         .values_list("guardian_account_id", flat=True)

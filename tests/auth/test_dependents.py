@@ -202,7 +202,7 @@ async def test_lookups_for_other_domains_find_people_by_id_number_and_family(
     child = added.json()["dependent_id"]
     shared = await post_dependent(client, other_parent, id_number=child_number)
     assert shared.status_code == 201, shared.text
-    assert parent.id_number is not None
+    assert parent.id_number is not None and parent.subject_id is not None
     assert await subject_for_id_number(ctx, parent.id_number) == parent.subject_id
     assert await subject_for_id_number(ctx, child_number.lower()) == child
     assert await subject_for_id_number(ctx, valid_id_number(date(1990, 2, 2))) is None
