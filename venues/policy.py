@@ -41,6 +41,11 @@ class VenuePolicy:
     anti_passback: bool = True
     reentry_allowed: bool = True
     min_age: int | None = None
+    # Gates of this venue may scan an ID card instead of a code (online only).
+    id_card_allowed: bool = True
+    # Offline gates may admit printed (long-lived) codes, judged by the bundle's
+    # revocations only: their current colour cannot be checked offline.
+    printed_codes_offline: bool = False
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> VenuePolicy:
@@ -51,6 +56,8 @@ class VenuePolicy:
             anti_passback=bool(raw.get("anti_passback", True)),
             reentry_allowed=bool(raw.get("reentry_allowed", True)),
             min_age=raw.get("min_age"),
+            id_card_allowed=bool(raw.get("id_card_allowed", True)),
+            printed_codes_offline=bool(raw.get("printed_codes_offline", False)),
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -61,6 +68,8 @@ class VenuePolicy:
             "anti_passback": self.anti_passback,
             "reentry_allowed": self.reentry_allowed,
             "min_age": self.min_age,
+            "id_card_allowed": self.id_card_allowed,
+            "printed_codes_offline": self.printed_codes_offline,
         }
 
 

@@ -37,6 +37,14 @@ class PolicyIn(_In):
     anti_passback: bool = True
     reentry_allowed: bool = True
     min_age: int | None = Field(default=None, ge=0, le=120)
+    id_card_allowed: bool = Field(
+        default=True, description="Gates of this venue may scan an ID card instead of a code"
+    )
+    printed_codes_offline: bool = Field(
+        default=False,
+        description="Offline gates may admit printed (long-lived) codes, judged by the "
+        "bundle's revocations only (online gates always check their current status)",
+    )
 
 
 class PolicyOut(BaseModel):
@@ -45,6 +53,8 @@ class PolicyOut(BaseModel):
     anti_passback: bool
     reentry_allowed: bool
     min_age: int | None
+    id_card_allowed: bool
+    printed_codes_offline: bool
 
 
 class VenueIn(_In):

@@ -168,3 +168,13 @@ def test_exit_needs_only_a_valid_code() -> None:
 )
 def test_age_counts_completed_years(born: date, on: date, years: int) -> None:
     assert pol.age_on(born, on) == years
+
+
+def test_policy_flags_for_id_cards_and_printed_codes_default_and_round_trip() -> None:
+    """A stored policy without the flags allows ID cards and keeps printed codes online-only;
+    set flags survive the trip through JSON (what a bundle and the API carry)."""
+    default = pol.VenuePolicy.from_json({})
+    assert default.id_card_allowed is True and default.printed_codes_offline is False
+    strict = pol.VenuePolicy(id_card_allowed=False, printed_codes_offline=True)
+    again = pol.VenuePolicy.from_json(strict.as_json())
+    assert again == strict

@@ -19,6 +19,8 @@ async def test_admin_creates_venue_with_default_policy(
         "anti_passback": True,
         "reentry_allowed": True,
         "min_age": None,
+        "id_card_allowed": True,
+        "printed_codes_offline": False,
     }
     assert venue.body["occupancy"] == 0
     listed = await client.get("/v1/venues")
