@@ -18,6 +18,7 @@ PREFIX = "SC1:"
 VERSION = 1
 TYPE_IDENTITY = 1
 TYPE_PLACE = 2
+TYPE_PRINTED = 3  # the long-lived printed code (离线码): no colour, lifetime in hours
 STATUSES: tuple[Status, ...] = tuple(Status)  # wire values 0, 1, 2
 SIGNATURE_BYTES = 64
 TOKEN_BYTES = 16
@@ -27,8 +28,12 @@ HEADER = struct.Struct(">BB4sIH")
 IDENTITY_BODY = struct.Struct(">B16s")  # status, subject token
 IDENTITY_BYTES = HEADER.size + IDENTITY_BODY.size + SIGNATURE_BYTES
 _IDENTITY_SIGNED = struct.Struct(">BB4sIHB16s")  # header + identity body, in one unpack
+PRINTED_BYTES = HEADER.size + TOKEN_BYTES + SIGNATURE_BYTES
 MAX_UINT32 = 0xFFFFFFFF
 MAX_LIFETIME_S = 0xFFFF
+# A printed code's `lifetime` field counts hours (180 days do not fit 16 bits of seconds).
+PRINTED_LIFETIME_UNIT_S = 3600
+MAX_PRINTED_LIFETIME_S = 0xFFFF * PRINTED_LIFETIME_UNIT_S
 
 _ECDSA = ec.ECDSA(hashes.SHA256())
 _B45 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
@@ -41,8 +46,10 @@ class CodeFormatError(ValueError):
 
 
 class Payload(NamedTuple):
-    """The signed fields. `token` is the identity code's sealed subject token; `venue_id`
-    is the place code's venue. (A tuple: built on every verification, so cheap to build.)"""
+    """The signed fields. `token` is the identity code's sealed subject token (the printed
+    code's random id); `venue_id` is the place code's venue. `lifetime_s` is in seconds for
+    every type (the printed code's wire field counts hours). (A tuple: built on every
+    verification, so cheap to build.)"""
 
     type: int
     key_id: bytes
@@ -142,11 +149,15 @@ def key_id_of(public_key: ec.EllipticCurvePublicKey) -> bytes:
 def encode_payload(payload: Payload) -> bytes:
     if len(payload.key_id) != 4:
         raise ValueError("key id must be 4 bytes")
-    if not 0 <= payload.issued_at <= MAX_UINT32 or not 0 <= payload.lifetime_s <= MAX_LIFETIME_S:
+    lifetime = payload.lifetime_s
+    if payload.type == TYPE_PRINTED:
+        hours, rest = divmod(lifetime, PRINTED_LIFETIME_UNIT_S)
+        if rest or not 0 < hours <= MAX_LIFETIME_S:
+            raise ValueError("a printed code's lifetime is 1 to 65535 whole hours")
+        lifetime = hours
+    if not 0 <= payload.issued_at <= MAX_UINT32 or not 0 <= lifetime <= MAX_LIFETIME_S:
         raise ValueError("issued_at or lifetime out of range")
-    head = HEADER.pack(
-        payload.version, payload.type, payload.key_id, payload.issued_at, payload.lifetime_s
-    )
+    head = HEADER.pack(payload.version, payload.type, payload.key_id, payload.issued_at, lifetime)
     if payload.type == TYPE_IDENTITY:
         if payload.status not in STATUSES or len(payload.token) != TOKEN_BYTES:
             raise ValueError("identity payload needs a status and a 16-byte token")
@@ -156,6 +167,10 @@ def encode_payload(payload: Payload) -> bytes:
         if not 0 < len(venue) <= MAX_VENUE_ID_BYTES:
             raise ValueError("place payload needs a venue id of 1 to 64 bytes")
         return head + venue
+    if payload.type == TYPE_PRINTED:
+        if payload.status is not None or len(payload.token) != TOKEN_BYTES:
+            raise ValueError("printed payload needs a 16-byte id and carries no status")
+        return head + payload.token
     raise ValueError(f"unknown code type {payload.type}")
 
 
@@ -183,6 +198,12 @@ def decode_payload(data: bytes) -> Payload:
         except UnicodeDecodeError:
             raise CodeFormatError("venue id is not UTF-8") from None
         return Payload(kind, key_id, issued_at, lifetime_s, venue_id=venue_id)
+    if kind == TYPE_PRINTED:
+        if len(body) != TOKEN_BYTES:
+            raise CodeFormatError("printed payload has the wrong length")
+        if lifetime_s == 0:
+            raise CodeFormatError("printed code with zero lifetime")
+        return Payload(kind, key_id, issued_at, lifetime_s * PRINTED_LIFETIME_UNIT_S, token=body)
     raise CodeFormatError(f"unknown type {kind}")
 
 

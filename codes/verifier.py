@@ -23,16 +23,25 @@ from codes.states import Reason, Status
 # status_changed.
 REASONS = tuple(r for r in Reason if r is not Reason.STATUS_CHANGED)
 DEFAULT_SKEW = timedelta(seconds=30)
+# What a gate accepts: a resident's dynamic identity code or a printed code.
+GATE_KINDS = frozenset({codec.TYPE_IDENTITY, codec.TYPE_PRINTED})
+KIND_NAMES = {
+    codec.TYPE_IDENTITY: "identity",
+    codec.TYPE_PLACE: "place",
+    codec.TYPE_PRINTED: "printed",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class TrustedKey:
-    """A public key a verifier accepts; `not_after` ends a retired key's verification window."""
+    """A public key a verifier accepts; `not_after` ends a retired key's verification window,
+    `printed_not_after` (when set) its window for printed codes, which live for months."""
 
     kid: str
     public_key: ec.EllipticCurvePublicKey
     not_after: datetime | None = None
     key_id: bytes = field(default=b"")
+    printed_not_after: datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.key_id:
@@ -55,10 +64,15 @@ def _b64url_int(n: int) -> str:
 
 
 def public_jwk(
-    kid: str, public_key: ec.EllipticCurvePublicKey, *, not_after: datetime | None = None
+    kid: str,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    not_after: datetime | None = None,
+    printed_not_after: datetime | None = None,
 ) -> dict[str, Any]:
     """The JWK (RFC 7517) of a code signing key, with the 4-byte key id codes carry in
-    `code_kid` (hex) and, for a retired key, `exp`: when to stop trusting it."""
+    `code_kid` (hex) and, for a retired key, `exp`: when to stop trusting it, and
+    `printed_exp`: when to stop trusting it for printed codes."""
     numbers = public_key.public_numbers()
     jwk: dict[str, Any] = {
         "kty": "EC",
@@ -72,12 +86,15 @@ def public_jwk(
     }
     if not_after is not None:
         jwk["exp"] = int(not_after.timestamp())
+    if printed_not_after is not None:
+        jwk["printed_exp"] = int(printed_not_after.timestamp())
     return jwk
 
 
 def keys_from_jwks(jwks: Mapping[str, Any]) -> dict[bytes, TrustedKey]:
     """Trusted keys from the JWK Set served at GET /v1/codes/keys (or an offline bundle).
-    A key with `exp` (unix seconds) is trusted only until then."""
+    A key with `exp` (unix seconds) is trusted only until then; with `printed_exp`, printed
+    codes it signed are trusted until that time instead."""
     keys = []
     for jwk in jwks.get("keys", []):
         if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
@@ -87,7 +104,9 @@ def keys_from_jwks(jwks: Mapping[str, Any]) -> dict[bytes, TrustedKey]:
         public = ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
         exp = jwk.get("exp")
         not_after = datetime.fromtimestamp(int(exp), UTC) if exp is not None else None
-        keys.append(TrustedKey(str(jwk["kid"]), public, not_after))
+        printed_exp = jwk.get("printed_exp")
+        printed = datetime.fromtimestamp(int(printed_exp), UTC) if printed_exp is not None else None
+        keys.append(TrustedKey(str(jwk["kid"]), public, not_after, printed_not_after=printed))
     return key_set(keys)
 
 
@@ -100,11 +119,16 @@ class Result(NamedTuple):
     type: int | None = None
     status: Status | None = None  # the colour the code carries (its status at issue time)
     issued_at_s: int | None = None
-    lifetime_s: int = 0  # 0: does not expire (place codes)
+    lifetime_s: int = 0  # 0: does not expire (place codes); in seconds for every type
     code_id: str | None = None  # hex of the sealed token: what replay and revocation key on
     kid: str | None = None
     token: bytes = b""
     venue_id: str | None = None
+
+    @property
+    def kind(self) -> str | None:
+        """ "identity", "printed" or "place"; None when the code did not decode."""
+        return KIND_NAMES.get(self.type) if self.type is not None else None
 
     @property
     def issued_at(self) -> datetime | None:
@@ -144,19 +168,25 @@ def verify(
     now: datetime,
     skew: timedelta = DEFAULT_SKEW,
     *,
-    kind: int = codec.TYPE_IDENTITY,
+    kind: int | frozenset[int] = codec.TYPE_IDENTITY,
 ) -> Result:
     """Decide `code` at `now`. `revoked` holds revoked code ids (hex tokens); `skew` is how
-    far the issuer's and the verifier's clocks may disagree. Never raises."""
+    far the issuer's and the verifier's clocks may disagree; `kind` the type (or the set of
+    types, e.g. GATE_KINDS) the verifier expects. Never raises."""
     try:
         signed = codec.decode(code)
     except (codec.CodeFormatError, ValueError, TypeError):
         return Result(False, Reason.CODE_MALFORMED)
     payload = signed.payload
-    if payload.type != kind:
+    if payload.type != kind and (isinstance(kind, int) or payload.type not in kind):
         return _decided(False, Reason.CODE_MALFORMED, payload)
     trusted = keys.get(payload.key_id)
-    if trusted is None or (trusted.not_after is not None and now > trusted.not_after):
+    if trusted is None:
+        return _decided(False, Reason.UNKNOWN_KEY, payload)
+    not_after = trusted.not_after
+    if payload.type == codec.TYPE_PRINTED and trusted.printed_not_after is not None:
+        not_after = trusted.printed_not_after
+    if not_after is not None and now > not_after:
         return _decided(False, Reason.UNKNOWN_KEY, payload)
     kid = trusted.kid
     if not codec.signature_valid(signed, trusted.public_key):
@@ -176,8 +206,9 @@ def verify(
 def daily_pseudonym(result: Result, gate_keys: Mapping[int, bytes]) -> str | None:
     """For an offline gate: the holder's pseudonym of the code's day (hex), opened with the
     day's gate key from the bundle; matches the bundle's reservation entries. None when the
-    code is not a valid identity code or the bundle lacks that day's key."""
-    if not result.valid or result.issued_at is None or len(result.token) != codec.TOKEN_BYTES:
+    code is not a valid identity code (a printed code's id is random, not a sealed pseudonym)
+    or the bundle lacks that day's key."""
+    if not result.valid or result.issued_at is None or result.type != codec.TYPE_IDENTITY:
         return None
     key = gate_keys.get(day_of(int(result.issued_at.timestamp())))
     if key is None:
@@ -188,14 +219,15 @@ def daily_pseudonym(result: Result, gate_keys: Mapping[int, bytes]) -> str | Non
 class ReplayMemory:
     """The replay rule for one offline gate (the server keeps the same rule in Redis): the
     first successful presentation consumes the code; the same verifier presenting it again
-    within its lifetime is answered as before, any other verifier gets `code_replayed`."""
+    within its lifetime is answered as before, any other verifier gets `code_replayed`.
+    Printed codes are shown for months at many gates: the rule does not apply to them."""
 
     def __init__(self, skew: timedelta = DEFAULT_SKEW) -> None:
         self.skew = skew
         self._seen: dict[str, tuple[str, datetime]] = {}
 
     def present(self, result: Result, verifier_id: str, now: datetime) -> Result:
-        if not result.valid or result.code_id is None:
+        if not result.valid or result.code_id is None or result.type == codec.TYPE_PRINTED:
             return result
         for code_id in [c for c, (_, until) in self._seen.items() if until < now]:
             del self._seen[code_id]

@@ -13,7 +13,11 @@ from codes import codec, verifier
 from codes.verifier import REASONS
 
 VECTORS = sorted((Path(__file__).resolve().parent.parent / "vectors").glob("*.json"))
-KINDS = {"identity": codec.TYPE_IDENTITY, "place": codec.TYPE_PLACE}
+KINDS = {
+    "identity": codec.TYPE_IDENTITY,
+    "place": codec.TYPE_PLACE,
+    "printed": codec.TYPE_PRINTED,
+}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -44,14 +48,27 @@ def test_the_vectors_cover_a_valid_code_and_every_failure_reason() -> None:
     assert len(VECTORS) >= 15
 
 
+def test_printed_vectors_cover_validity_revocation_expiry_and_the_key_window() -> None:
+    printed = {load(p)["expected"]["reason"] for p in VECTORS if load(p)["kind"] == "printed"}
+    assert {"ok", "code_expired", "code_revoked", "unknown_key", "code_malformed"} <= printed
+    valid = load(next(p for p in VECTORS if p.stem == "valid-printed"))
+    result = run(valid)
+    # No colour that could go stale, and a 92-byte payload: 142 characters.
+    assert result.status is None and result.kind == "printed"
+    assert len(valid["code"]) == 142
+
+
 @pytest.mark.parametrize("path", VECTORS, ids=[p.stem for p in VECTORS])
 def test_vector_verifies_as_published(path: Path) -> None:
     vector = load(path)
     result = run(vector)
     expected = vector["expected"]
     assert (result.valid, result.reason) == (expected["valid"], expected["reason"])
+    if "type" in expected:
+        assert result.kind == expected["type"]
     if "status" in expected:
         assert result.status == expected["status"]
+    if "issued_at" in expected:
         assert rfc3339(result.issued_at) == expected["issued_at"]
         assert rfc3339(result.expires_at) == expected["expires_at"]
         assert result.code_id == expected["code_id"]

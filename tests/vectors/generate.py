@@ -38,6 +38,9 @@ RETIRED = fixed_key("suishen test vector retired key")
 SECRET = hashlib.sha256(b"suishen test vector token secret").digest()
 HANDLE = bytes.fromhex("0123456789abcdef")
 NONCE = bytes.fromhex("a1a2a3a4a5a6a7a8")
+# A printed code's id is 16 random bytes; fixed here so the vectors are reproducible.
+PRINTED_ID = bytes.fromhex("5c0de0ff1ce0c0de5c0de0ff1ce0c0de")
+PRINTED_LIFETIME = timedelta(days=180)
 
 
 def rfc3339(when: datetime) -> str:
@@ -66,6 +69,148 @@ def identity(
         status,
         token,
     )
+
+
+def printed(
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    issued: datetime = ISSUED,
+    lifetime: timedelta = PRINTED_LIFETIME,
+) -> codec.Payload:
+    return codec.Payload(
+        codec.TYPE_PRINTED,
+        codec.key_id_of(key.public_key()),
+        int(issued.timestamp()),
+        int(lifetime.total_seconds()),
+        None,
+        PRINTED_ID,
+    )
+
+
+def printed_vectors() -> list[dict[str, Any]]:
+    code = codec.sign(printed(SIGNER), SIGNER)
+    at = ISSUED + timedelta(seconds=10)
+    expires = ISSUED + PRINTED_LIFETIME
+    details = {
+        "type": "printed",
+        "issued_at": rfc3339(ISSUED),
+        "expires_at": rfc3339(expires),
+        "code_id": PRINTED_ID.hex(),
+    }
+    raw = codec.b45decode(code[len(codec.PREFIX) :])
+    flipped = bytearray(raw)
+    flipped[14] ^= 0x01  # inside the id
+    signed = raw[: -codec.SIGNATURE_BYTES]
+    zero_lifetime = signed[:10] + bytes(2) + signed[12:]
+    retired_at = ISSUED - timedelta(days=30)
+    old_issue = ISSUED - timedelta(days=40)
+    old_code = codec.sign(printed(RETIRED, issued=old_issue), RETIRED)
+    # The retired key's window for dynamic codes closed long ago; for printed codes it
+    # stays open for the longest printed lifetime after its retirement.
+    retired_jwks = jwks(
+        TRUSTED["keys"][0],
+        public_jwk(
+            "vector-key-0",
+            RETIRED.public_key(),
+            not_after=retired_at + timedelta(seconds=LIFETIME_S + SKEW_S),
+            printed_not_after=retired_at + PRINTED_LIFETIME + timedelta(seconds=SKEW_S),
+        ),
+    )
+    return [
+        vector(
+            "valid-printed",
+            "A printed code (type 3, no colour, lifetime 4320 hours = 180 days), verified "
+            "10 s after issue. The replay rule does not apply: every presentation, at any "
+            "verifier, gets the same answer.",
+            code,
+            now=at,
+            kind="printed",
+            reason="ok",
+            expected=details,
+            presentations=[
+                {"verifier": "gate-a", "reason": "ok"},
+                {"verifier": "gate-b", "reason": "ok"},
+                {"verifier": "gate-a", "reason": "ok"},
+            ],
+        ),
+        vector(
+            "printed-valid-at-edge",
+            "Verified exactly lifetime + skew after issue: still valid.",
+            code,
+            now=expires + timedelta(seconds=SKEW_S),
+            kind="printed",
+            reason="ok",
+            expected=details,
+        ),
+        vector(
+            "printed-expired",
+            "One second past lifetime + skew.",
+            code,
+            now=expires + timedelta(seconds=SKEW_S + 1),
+            kind="printed",
+            reason="code_expired",
+        ),
+        vector(
+            "printed-revoked",
+            "The printed code's id is in the revocation set (reissued, or revoked from the "
+            "app or a kiosk): a photocopy of the card is refused too.",
+            code,
+            now=at + timedelta(days=3),
+            kind="printed",
+            revoked=[PRINTED_ID.hex()],
+            reason="code_revoked",
+        ),
+        vector(
+            "printed-signature-invalid",
+            "One bit of the printed code's id flipped.",
+            codec.PREFIX + codec.b45encode(bytes(flipped)),
+            now=at,
+            kind="printed",
+            reason="signature_invalid",
+        ),
+        vector(
+            "printed-malformed-zero-lifetime",
+            "A printed code with lifetime 0 (only place codes may omit an expiry).",
+            codec.assemble(zero_lifetime, raw[-codec.SIGNATURE_BYTES :]),
+            now=at,
+            kind="printed",
+            reason="code_malformed",
+        ),
+        vector(
+            "printed-at-identity-verifier",
+            "A verifier that expects identity codes only (type 1) refuses a printed code "
+            "as malformed; gates accept types 1 and 3.",
+            code,
+            now=at,
+            kind="identity",
+            reason="code_malformed",
+        ),
+        vector(
+            "printed-retired-key",
+            "Signed 40 days ago by a key retired 30 days ago: past the key's `exp` but "
+            "within its `printed_exp`, so the printed code is still valid.",
+            old_code,
+            now=at,
+            keys=retired_jwks,
+            kind="printed",
+            reason="ok",
+            expected={
+                "type": "printed",
+                "issued_at": rfc3339(old_issue),
+                "expires_at": rfc3339(old_issue + PRINTED_LIFETIME),
+                "code_id": PRINTED_ID.hex(),
+            },
+        ),
+        vector(
+            "printed-retired-key-past-printed-exp",
+            "The same code verified after the retired key's `printed_exp`.",
+            old_code,
+            now=retired_at + PRINTED_LIFETIME + timedelta(seconds=SKEW_S + 1),
+            keys=retired_jwks,
+            kind="printed",
+            reason="unknown_key",
+        ),
+    ]
 
 
 def jwks(*entries: dict[str, Any]) -> dict[str, Any]:
@@ -271,6 +416,7 @@ def build() -> list[dict[str, Any]]:
             reason="ok",
             expected={"type": "place", "venue_id": "venue_demo_museum"},
         ),
+        *printed_vectors(),
     ]
 
 
