@@ -18,6 +18,11 @@ class Hospital(Model):
     id = fields.CharField(primary_key=True, max_length=40)
     name = fields.CharField(max_length=200)
     created_at = fields.DatetimeField()
+    # 1/2/3 = 一级/二级/三级: the fund's co-pay ratio depends on it.
+    tier = fields.IntField(default=3)
+    # SettlementMode: settle each encounter at close, or each patient's day in a batch.
+    settlement_mode = fields.CharField(max_length=16, default="encounter")
+    batch_hour = fields.IntField(default=23)  # local hour the daily batch runs
 
     class Meta:
         table = "payments_hospitals"
@@ -72,6 +77,9 @@ class Encounter(Model):
     opened_at = fields.DatetimeField(db_index=True)
     closed_at = fields.DatetimeField(null=True)
     closed_by = fields.CharField(max_length=16, null=True)  # ClosedBy
+    # The bureau's short-lived token for this visit (from the e-voucher or our code).
+    ec_token = fields.CharField(max_length=200, null=True)
+    ec_token_expires_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "payments_encounters"
@@ -130,6 +138,19 @@ class Bill(Model):
     total_fen = fields.BigIntField()
     insurance_fen = fields.BigIntField()
     self_pay_fen = fields.BigIntField()
+    # The split by segment and payer (payments/segments.py); they add up to total_fen.
+    # insurance_fen = current + accumulated (both segments) + fund; self_pay_fen = the cash.
+    current_account_fen = fields.BigIntField(default=0)
+    self_segment_accumulated_fen = fields.BigIntField(default=0)
+    self_segment_cash_fen = fields.BigIntField(default=0)
+    fund_fen = fields.BigIntField(default=0)
+    copay_accumulated_fen = fields.BigIntField(default=0)
+    copay_cash_fen = fields.BigIntField(default=0)
+    self_paid_items_fen = fields.BigIntField(default=0)
+    rule_version = fields.CharField(max_length=40, default="")
+    bureau_settlement_id = fields.CharField(max_length=60, null=True)
+    # Daily-batch hospitals: the batch that collects this bill with the patient's day.
+    batch_id = fields.CharField(max_length=60, null=True)
     refunded_insurance_fen = fields.BigIntField(default=0)
     refunded_self_pay_fen = fields.BigIntField(default=0)
     collected_fen = fields.BigIntField(default=0)
@@ -292,6 +313,78 @@ class WebhookDelivery(Model):
 
     class Meta:
         table = "payments_webhook_deliveries"
+
+
+class BureauSettlement(Model):
+    """One settlement at the insurance bureau. Its id is the key the bureau sees, so asking
+    again after a timeout or a crash returns the first settlement instead of a second one.
+
+    `status` is a `BureauStatus`: pending (asked, answer unknown or not yet booked),
+    settled (booked into a bill), reversed.
+    """
+
+    id = fields.CharField(primary_key=True, max_length=60)
+    encounter_id = fields.CharField(max_length=40, unique=True)
+    hospital_id = fields.CharField(max_length=40, db_index=True)
+    subject_id = fields.CharField(max_length=64)
+    status = fields.CharField(max_length=16, db_index=True)
+    closed_by = fields.CharField(max_length=16)
+    attempts = fields.IntField(default=0)
+    reason = fields.CharField(max_length=64, null=True)
+    result: dict[str, Any] | None = fields.JSONField(null=True)
+    next_attempt_at = fields.DatetimeField()
+    created_at = fields.DatetimeField()
+    resolved_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "payments_bureau_settlements"
+
+
+class SettlementBatch(Model):
+    """A hospital's daily batch: one per hospital and local day, so a rerun finds it."""
+
+    id = fields.CharField(primary_key=True, max_length=60)  # batch:<hospital>:<day>
+    hospital_id = fields.CharField(max_length=40, db_index=True)
+    day = fields.DateField()
+    status = fields.CharField(max_length=16)  # running | done
+    encounters = fields.IntField(default=0)
+    charges = fields.IntField(default=0)
+    amount_fen = fields.BigIntField(default=0)
+    created_at = fields.DatetimeField()
+    finished_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "payments_settlement_batches"
+
+
+class SandboxInsured(Model):
+    """The sandbox bureau's books: a test persona's standing in the medical year."""
+
+    subject_id = fields.CharField(primary_key=True, max_length=64)
+    category = fields.CharField(max_length=32)
+    medical_year = fields.IntField()  # the year the medical year (April-March) starts in
+    current_account_fen = fields.BigIntField(default=0)
+    accumulated_account_fen = fields.BigIntField(default=0)
+    deductible_used_fen = fields.BigIntField(default=0)
+    fund_used_fen = fields.BigIntField(default=0)
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "payments_bureau_sandbox_insured"
+
+
+class SandboxBureauOperation(Model):
+    """The sandbox bureau's record of each settle/reverse, by the caller's key."""
+
+    key = fields.CharField(primary_key=True, max_length=60)
+    kind = fields.CharField(max_length=16)
+    subject_id = fields.CharField(max_length=64)
+    result: dict[str, Any] = fields.JSONField()
+    attempts = fields.IntField(default=1)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "payments_bureau_sandbox_operations"
 
 
 class SandboxOperation(Model):
