@@ -34,7 +34,7 @@ async def opened(settings: Settings, *, migrate: bool = False) -> AsyncIterator[
     clock = SystemClock()
     keys = prepare_keys(settings, clock)
     db = await open_db(settings)
-    kv = create_store(settings.redis_url, settings.kv_prefix)
+    kv = create_store(settings.redis_url, settings.kv_prefix, cluster=settings.redis_cluster)
     try:
         if migrate:
             await apply_migrations(db)

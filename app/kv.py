@@ -20,8 +20,16 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 
 from app.errors import DependencyUnavailable
 
@@ -133,25 +141,64 @@ return {1, count + 1, 0}
 """
 
 
-class _FreshConnectionPool(aioredis.BlockingConnectionPool):
-    """A blocking pool that never hands out a connection already known to be dead.
+def _is_dead(connection: Any) -> bool:
+    """Whether an idle connection was closed or reset by the other side.
 
     redis-py notices a pooled connection the server closed politely (EOF), but not one
     that was reset (RST: Redis restarted, a proxy or the network dropped it): asyncio
     keeps the reset as the reader's exception, not as EOF, so the next command would be
     written into a dead socket and fail. Each such connection would fail one request
-    after Redis is back; here it is replaced before any command is sent on it."""
+    after Redis is back; checked here, it is replaced before any command is sent on it."""
+    reader = getattr(connection, "_reader", None)
+    writer = getattr(connection, "_writer", None)
+    return reader is not None and (
+        reader.exception() is not None
+        or reader.at_eof()
+        or (writer is not None and writer.transport.is_closing())
+    )
+
+
+class _FreshConnectionPool(aioredis.BlockingConnectionPool):
+    """A blocking pool that never hands out a connection already known to be dead."""
 
     async def ensure_connection(self, connection: Any) -> None:
-        reader = getattr(connection, "_reader", None)
-        writer = getattr(connection, "_writer", None)
-        if reader is not None and (
-            reader.exception() is not None
-            or reader.at_eof()
-            or (writer is not None and writer.transport.is_closing())
-        ):
+        if _is_dead(connection):
             await connection.disconnect()
         await super().ensure_connection(connection)
+
+
+class _FreshClusterConnection(aioredis.Connection):
+    """A Redis Cluster node's connection that reconnects rather than send a command into
+    a dead socket: the cluster client keeps its connections per node, with no pool that
+    checks them, and without this a node's restart would fail one command per connection
+    it had (scripts, which are never retried, included)."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if _is_dead(self):
+            await self.disconnect()
+        await super().send_packed_command(command, check_health)
+
+
+def _cluster_client(url: str, max_connections: int, options: dict[str, Any]) -> RedisCluster:
+    """A Redis Cluster client that leaves retries to `RedisStore._call`.
+
+    By default it retries every command up to ten times on a broken connection or a
+    timeout, scripts and INCR included (which may have run before the break), and takes
+    seconds to give up on a cluster that is down. With no retries a broken connection
+    marks the topology for a refresh and raises; `_call` repeats only what is safe to
+    repeat, on the refreshed topology."""
+    client = RedisCluster.from_url(
+        url,
+        retry=Retry(NoBackoff(), 0),
+        max_connections=max_connections,  # per node; past it a command fails at once
+        health_check_interval=30,
+        **options,
+    )
+    # The nodes the client discovers are built from these connection arguments.
+    client.connection_kwargs["connection_class"] = _FreshClusterConnection
+    for node in client.startup_nodes:
+        node.connection_class = _FreshClusterConnection
+    return client
 
 
 class RedisStore:
@@ -175,7 +222,7 @@ class RedisStore:
         # the timeout) for a free connection, where the default pool fails at once with
         # "Too many connections" (its default cap is 100) under a burst of requests.
         self._client: Any = (
-            RedisCluster.from_url(url, **options)
+            _cluster_client(url, max_connections, options)
             if cluster
             else aioredis.Redis.from_pool(
                 _FreshConnectionPool.from_url(
@@ -209,10 +256,14 @@ class RedisStore:
                 if not safe or isinstance(exc.__cause__, TimeoutError):
                     raise  # not repeatable, or the pool had no free connection in time
                 return await fn(*args, **kwargs)
+        except (ClusterDownError, TryAgainError) as exc:
+            # A cluster mid-failover or mid-resharding answers these: an outage.
+            raise DependencyUnavailable("the key-value store (Redis) did not answer") from exc
         except ResponseError:
-            # Redis answered: a wrong type or a failing script is a bug, not an outage.
+            # Redis answered: a wrong type, a failing script or keys of one script in
+            # different cluster slots (CROSSSLOT) is a bug, not an outage.
             raise
-        except (TimeoutError, RedisError, OSError) as exc:
+        except (TimeoutError, RedisError, RedisClusterException, OSError) as exc:
             raise DependencyUnavailable("the key-value store (Redis) did not answer") from exc
 
     async def get(self, key: str) -> bytes | None:

@@ -93,7 +93,7 @@ def _lifespan(
         store = kv or create_store(
             settings.redis_url,
             settings.kv_prefix,
-            cluster=settings.extra.get("SUISHEN_REDIS_CLUSTER") == "1",
+            cluster=settings.redis_cluster,
         )
         stop = asyncio.Event()
         worker: asyncio.Task[None] | None = None

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 APP_ENVS = ("dev", "test", "production")
 SMS_BACKENDS = ("console", "sandbox")
@@ -24,6 +25,9 @@ class Settings:
     app_env: str = "dev"
     database_url: str = "sqlite://var/suishen.db"
     redis_url: str | None = None
+    # REDIS_URL names one node of a Redis Cluster (SUISHEN_REDIS_CLUSTER=1): the client
+    # discovers the others, and multi-key scripts keep their keys in one hash slot.
+    redis_cluster: bool = False
     var_dir: Path = Path("var")
     key_dir: Path = Path("var/keys")
     sms_backend: str = "console"
@@ -68,6 +72,7 @@ class Settings:
             # The default SQLite file lives in VAR_DIR with the keys and demo credentials.
             database_url=env.get("DATABASE_URL") or f"sqlite://{var_dir}/suishen.db",
             redis_url=env.get("REDIS_URL") or None,
+            redis_cluster=_flag(env, "SUISHEN_REDIS_CLUSTER"),
             var_dir=var_dir,
             key_dir=Path(env.get("KEY_DIR") or var_dir / "keys"),
             sms_backend=env.get("SMS_BACKEND", "console"),
@@ -99,6 +104,15 @@ class Settings:
             ("redis://", "rediss://", "unix://")
         ):
             problems.append("REDIS_URL must start with redis://, rediss:// or unix://")
+        if self.redis_cluster and (
+            self.redis_url is None
+            or not self.redis_url.startswith(("redis://", "rediss://"))
+            or urlsplit(self.redis_url).path.strip("/") not in ("", "0")
+        ):
+            problems.append(
+                "SUISHEN_REDIS_CLUSTER=1 needs a REDIS_URL naming a cluster node "
+                "(redis:// or rediss://, database 0)"
+            )
         if self.sms_backend not in SMS_BACKENDS:
             problems.append(f"SMS_BACKEND must be one of {', '.join(SMS_BACKENDS)}")
         if self.payment_provider not in PAYMENT_PROVIDERS:
@@ -136,6 +150,13 @@ class Settings:
         if self.payment_provider == "sandbox":
             problems.append("APP_ENV=production refuses PAYMENT_PROVIDER=sandbox")
         return problems
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "")
+    if raw not in ("", "0", "1"):
+        raise SettingsError(f"invalid configuration:\n  - {name} must be 0 or 1, got {raw!r}")
+    return raw == "1"
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -276,7 +276,7 @@ async def cache_status(ctx: AppContext, subject_id: str, version: int, encoded: 
 
 async def cache_statuses(ctx: AppContext, entries: Sequence[tuple[str, int, str]]) -> None:
     """Cache many (subject id, version, encoded status) entries, each unless outdated."""
-    if ctx.settings.extra.get("SUISHEN_REDIS_CLUSTER") != "1":
+    if not ctx.settings.redis_cluster:
         # One script call per 500 subjects. (Not on Redis Cluster, where the keys of one
         # script must share a slot and every subject's keys have a slot of their own.)
         for start in range(0, len(entries), 500):
