@@ -15,6 +15,7 @@ class PrincipalKind(StrEnum):
     AUTHORITY = "authority"
     OPERATOR = "operator"
     ADMIN = "admin"
+    KIOSK = "kiosk"
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,12 @@ class Principal:
     tenant_id: str | None = None
     subject_id: str | None = None
     token_id: str | None = None
-    # The refresh-token family a resident's access token descends from (for logout).
+    # The refresh-token family a resident's access token descends from (for logout); for
+    # a token a kiosk holds for a resident, the kiosk session.
     family_id: str | None = None
+    # Set on a resident principal acting through a kiosk (the `act` claim): the kiosk's
+    # client id. Such a token is short-lived, not refreshable, and dies with its session.
+    kiosk_id: str | None = None
 
     @property
     def is_resident(self) -> bool:

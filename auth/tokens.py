@@ -58,7 +58,11 @@ def issue(
     now: datetime,
     principal: Principal,
     generation: int | None = None,
+    ttl: timedelta = ACCESS_TTL,
 ) -> IssuedToken:
+    """`ttl` shortens the token's life (a kiosk's delegated token); never above ACCESS_TTL,
+    which retired keys' verification window assumes."""
+    ttl = min(ttl, ACCESS_TTL)
     key = ring.active()
     jti = secrets.token_urlsafe(12)
     scope = sc.render(principal.scopes)
@@ -69,7 +73,7 @@ def issue(
         "sub": principal.id,
         "scope": scope,
         "iat": iat,
-        "exp": iat + int(ACCESS_TTL.total_seconds()),
+        "exp": iat + int(ttl.total_seconds()),
         "jti": jti,
         "knd": principal.kind,
     }
@@ -81,8 +85,10 @@ def issue(
         claims["fam"] = principal.family_id
     if generation is not None:
         claims["gen"] = generation
+    if principal.kiosk_id is not None:
+        claims["act"] = principal.kiosk_id  # the kiosk acting for this resident
     token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
-    return IssuedToken(_low_s(token), jti, int(ACCESS_TTL.total_seconds()), scope)
+    return IssuedToken(_low_s(token), jti, int(ttl.total_seconds()), scope)
 
 
 def _b64url_decode(part: str) -> bytes:
@@ -219,6 +225,7 @@ def _check_claims(claims: dict[str, Any], now: datetime) -> VerifiedToken:
         subject_id=_opt_str(claims.get("sid")),
         token_id=str(claims["jti"]),
         family_id=_opt_str(claims.get("fam")),
+        kiosk_id=_opt_str(claims.get("act")),
     )
     return VerifiedToken(principal, iat, exp, generation if isinstance(generation, int) else None)
 
