@@ -19,11 +19,12 @@ from codes.qr import svg as qr_svg
 from codes.revocation import revocations_since
 from codes.states import Reason, Status
 from codes.status import current_status
-from codes.verifier import ReplayMemory, Result, TrustedKey, keys_from_jwks, verify
+from codes.verifier import GATE_KINDS, ReplayMemory, Result, TrustedKey, keys_from_jwks, verify
 from codes.verifier import daily_pseudonym as offline_pseudonym
 from codes.verifying import Verification, verify_code
 
 __all__ = [
+    "GATE_KINDS",
     "PlaceCodeInvalid",
     "Reason",
     "ReplayMemory",
