@@ -4,6 +4,7 @@ admitted at the venue with that admission (one admission per code), and annullin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,9 +35,12 @@ from venues.states import ENTRY, Direction, EntryState, entry_state
 @dataclass(frozen=True)
 class ScanRequest:
     scan_id: str
-    code: str
+    code: str | None
     direction: Direction
     scanned_at: datetime | None
+    id_card: str | None = None
+    # "reservation", dependents chosen at the gate (refs or ids), or None: the holder alone
+    companions: str | Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ async def scan(ctx: AppContext, principal: Principal, request: ScanRequest) -> d
     scanned_at = _check_scan(ctx.runtime(VenuesRuntime).rules, gate, request, now)
     # No lookup of the scan_id first: the entry's unique key catches a repeat when it is
     # inserted (rolling its effects back), which keeps the first scan one query shorter.
-    verdict = await verify_code(ctx, request.code, verifier_id=gate.id)
+    verdict = await verify_code(ctx, request.code or "", verifier_id=gate.id)
     venue = await venue_snapshot(ctx, gate.venue_id)
     outcome = await _decide(ctx, venue, verdict, request.direction, now)
     entry = Entry(

@@ -19,6 +19,7 @@ from venues.errors import (
     DirectionNotSupported,
     GateNotFound,
     PairingCodeInvalid,
+    PartyTooLarge,
     ScanClockSkewed,
     ScanNotAnnullable,
     ScanNotFound,
@@ -112,7 +113,9 @@ async def post_pair(request: Request) -> Response:
         VenueNotFound,
         ScanClockSkewed,
         DirectionNotSupported,
+        PartyTooLarge,
         IdempotencyKeyReused,
+        RateLimited,
     ],
     auth=sc.GATES_SCAN,
     tags=GATE_TAGS,
@@ -123,7 +126,14 @@ async def post_scan(request: Request) -> Response:
     answer = await gate.scan(
         app_context(request),
         principal,
-        gate.ScanRequest(body.scan_id, body.code, Direction(body.direction), body.scanned_at),
+        gate.ScanRequest(
+            body.scan_id,
+            body.code,
+            Direction(body.direction),
+            body.scanned_at,
+            id_card=body.id_card,
+            companions=body.companions,
+        ),
     )
     return json_response(answer, headers=NO_STORE)
 

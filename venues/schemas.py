@@ -7,6 +7,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from app import types as t
 from auth.api import SubjectId
@@ -179,22 +180,84 @@ class MyReservationList(BaseModel):
     items: list[MyReservationOut]
 
 
+# The number a gate's ID-card reader reads: 17 digits and a check character. A number that
+# fails its check digit or names nobody here is refused as `id_card_unknown`, like any other.
+IdCardNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{17}[0-9Xx]$")]
+MAX_COMPANIONS = 20  # the schema's bound; the venue's party limit is enforced by the service
+
+
 class ScanIn(_In):
     scan_id: t.LongId
-    code: str = Field(min_length=1, max_length=1024)
+    code: str | SkipJsonSchema[None] = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="The scanned code (identity or printed); exactly one of code or id_card",
+    )
+    id_card: IdCardNumber | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The 18-character ID number the gate's card reader read, instead of a code "
+        "(where the venue's policy has id_card_allowed). Never stored or logged in clear",
+    )
     direction: Direction
     scanned_at: t.Instant | None = None
+    companions: (
+        Literal["reservation"]
+        | Annotated[list[SubjectId], Field(max_length=MAX_COMPANIONS)]
+        | SkipJsonSchema[None]
+    ) = Field(
+        default=None,
+        description='Who passes with the holder (同行人员): "reservation" for the dependents '
+        "on the holder's reservation in force, or a list chosen at the gate of the holder's "
+        "dependents, each named by the dependent_ref an earlier answer listed in `dependents` "
+        "(or by its dependent_id). Omitted: the holder alone. One decision per person, each "
+        "its own entry and count; an entry takes places for the whole party or for nobody "
+        "(venue_full). "
+        "More people than SUISHEN_VENUES_MAX_PARTY (holder included) -> 422 party_too_large",
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["code"]}, {"required": ["id_card"]}]},
+    )
 
     @model_validator(mode="after")
     def _aware(self) -> ScanIn:
         if self.scanned_at is not None and self.scanned_at.tzinfo is None:
             raise ValueError("scanned_at needs a timezone (RFC 3339)")
+        if (self.code is None) == (self.id_card is None):
+            raise ValueError("send exactly one of code or id_card")
         return self
 
 
 class Display(BaseModel):
     masked_name: str | None
     status: Status | None
+
+
+class CompanionOut(BaseModel):
+    scan_id: str = Field(
+        description="The companion's own scan: the holder's scan_id + '#' + its place in the "
+        "party (1, 2, ...); its entry record carries this id"
+    )
+    dependent_ref: str = Field(
+        description="The companion's handle at this venue today (a keyed hash, not an id: "
+        "different at another venue or on another day)"
+    )
+    decision: Literal["admit", "deny"]
+    reason: str = Field(
+        description="As for the holder; plus not_a_dependent for an id that is not one of the "
+        "holder's dependents, and venue_full for everyone when the party did not fit"
+    )
+    display: Display
+    repeat_of: str | None = Field(
+        default=None, description="The earlier companion scan this one repeats (see repeat_of)"
+    )
+
+
+class DependentRefOut(BaseModel):
+    dependent_ref: str = Field(description="Valid at this venue until the local day ends")
+    masked_name: str | None
 
 
 class ScanOut(BaseModel):
@@ -211,6 +274,21 @@ class ScanOut(BaseModel):
         description="Set when this code already admitted at this venue: the scan_id of that "
         "admission, whose decision and display this answer repeats. Nothing was admitted or "
         "counted again (the turnstile that turned for it need not turn again).",
+    )
+    credential: Literal["code", "printed", "id_card"] = Field(
+        default="code",
+        description="What identified the holder: a dynamic code, a printed (long-lived) code, "
+        "or an ID card",
+    )
+    companions: list[CompanionOut] = Field(
+        default_factory=list,
+        description="One per companion asked for, in party order (empty for the holder alone)",
+    )
+    dependents: list[DependentRefOut] = Field(
+        default_factory=list,
+        description="The holder's dependents a gate may choose as companions (listed when the "
+        "scan asked for companions): send their dependent_ref in `companions` with a new "
+        "scan_id and the same code or ID card; the holder is then answered as a repeat",
     )
 
 
