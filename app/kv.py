@@ -14,7 +14,7 @@ through Redis: ints, bytes, None, and lists of those.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -234,6 +234,13 @@ class RedisStore:
                 )
             )
         )
+        # The cluster client learns the slot map before the first command it routes: sent
+        # before that, a command goes to a random node, and the redirect it earns makes
+        # the client reset connections that concurrent commands are still opening
+        # (redis-py 8.1). `initialize` returns at once once the map is known.
+        self._prepare: Callable[[], Awaitable[Any]] | None = (
+            self._client.initialize if cluster else None
+        )
         self._scripts: dict[str, Any] = {}
         self._incr = self._client.register_script(_INCR_LUA)
         self._window = self._client.register_script(_WINDOW_LUA)
@@ -250,6 +257,8 @@ class RedisStore:
         been applied before its connection broke (SET NX, INCR, scripts) is not, and
         neither is one that timed out, so a Redis that is really gone fails as fast."""
         try:
+            if self._prepare is not None:
+                await self._prepare()
             try:
                 return await fn(*args, **kwargs)
             except RedisConnectionError as exc:

@@ -2,7 +2,9 @@
 
 The `backend` fixture runs a test once on SQLite + the embedded store and, when
 TEST_DATABASE_URL and TEST_REDIS_URL are set (CI sets both), again on PostgreSQL +
-Redis. Every test starts from an empty, fully migrated database and an empty store.
+Redis. Tests marked `cluster` run a third time on PostgreSQL + a Redis Cluster when
+TEST_REDIS_CLUSTER_URL names one of its nodes (CI starts one with .ci/redis-cluster).
+Every test starts from an empty, fully migrated database and an empty store.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.cluster
 
 from app.clock import FrozenClock
 from app.context import AppContext
@@ -32,24 +35,33 @@ from app.settings import Settings
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or None
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
+TEST_REDIS_CLUSTER_URL = os.environ.get("TEST_REDIS_CLUSTER_URL") or None
 if bool(TEST_DATABASE_URL) != bool(TEST_REDIS_URL):
     raise RuntimeError("set both TEST_DATABASE_URL and TEST_REDIS_URL, or neither")
+if TEST_REDIS_CLUSTER_URL and not TEST_DATABASE_URL:
+    raise RuntimeError("TEST_REDIS_CLUSTER_URL needs TEST_DATABASE_URL and TEST_REDIS_URL too")
 
-BACKENDS = ["embedded", "real"] if TEST_DATABASE_URL else ["embedded"]
+BACKENDS = ["embedded"]
+if TEST_DATABASE_URL:
+    BACKENDS.append("real")
+if TEST_REDIS_CLUSTER_URL:
+    BACKENDS.append("cluster")
 REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
 class Backend:
-    """Where a test's data lives: `embedded` (SQLite + in-process store) or `real`."""
+    """Where a test's data lives: `embedded` (SQLite + in-process store), `real`
+    (PostgreSQL + Redis) or `cluster` (PostgreSQL + Redis Cluster)."""
 
     name: str
     database_url: str
     redis_url: str | None
+    redis_cluster: bool = False
 
     @property
     def is_real(self) -> bool:
-        return self.name == "real"
+        return self.name in ("real", "cluster")
 
 
 # -- database templates, prepared once per session -------------------------------
@@ -118,9 +130,20 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         return
     url = request.getfixturevalue("postgres_ready")
     asyncio.run(_truncate_postgres(url))
+    if request.param == "cluster":
+        assert TEST_REDIS_CLUSTER_URL is not None
+        flush_cluster(TEST_REDIS_CLUSTER_URL)
+        yield Backend("cluster", url, TEST_REDIS_CLUSTER_URL, redis_cluster=True)
+        return
     assert TEST_REDIS_URL is not None
     redis.Redis.from_url(TEST_REDIS_URL).flushdb()
     yield Backend("real", url, TEST_REDIS_URL)
+
+
+def flush_cluster(url: str) -> None:
+    """Empty every master of the Redis Cluster `url` names a node of."""
+    with redis.cluster.RedisCluster.from_url(url) as cluster:
+        cluster.flushall(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
 
 
 @pytest.fixture(scope="session")
@@ -142,6 +165,7 @@ def settings(backend: Backend, key_dir: Path, tmp_path: Path) -> Settings:
         app_env="test",
         database_url=backend.database_url,
         redis_url=backend.redis_url,
+        redis_cluster=backend.redis_cluster,
         var_dir=tmp_path,
         key_dir=key_dir,
         sms_backend="sandbox",
@@ -204,6 +228,8 @@ def server_env(settings: Settings, **overrides: str) -> dict[str, str]:
     }
     if settings.redis_url:
         env["REDIS_URL"] = settings.redis_url
+    if settings.redis_cluster:
+        env["SUISHEN_REDIS_CLUSTER"] = "1"
     env.update(overrides)
     return env
 
@@ -255,16 +281,29 @@ def start_server(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., S
             server.process.kill()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "cluster: also runs on PostgreSQL + Redis Cluster (the `cluster` backend) when "
+        "TEST_REDIS_CLUSTER_URL is set",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`@pytest.mark.real_only` tests need PostgreSQL + Redis (e.g. two worker processes,
     which the embedded store cannot serve): their embedded variant is deselected, not
-    skipped, and CI always runs the real one."""
+    skipped, and CI always runs the real one. The `cluster` variant is kept only for
+    tests marked `@pytest.mark.cluster` (the key-value, replay and idempotency tests and
+    one scan and one settlement end to end); the rest are deselected there."""
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        on_embedded = callspec is not None and callspec.params.get("backend") == "embedded"
-        (drop if item.get_closest_marker("real_only") and on_embedded else keep).append(item)
+        on = callspec.params.get("backend") if callspec is not None else None
+        dropped = (item.get_closest_marker("real_only") and on == "embedded") or (
+            on == "cluster" and not item.get_closest_marker("cluster")
+        )
+        (drop if dropped else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -1,4 +1,5 @@
-"""The key-value layer: the embedded store and Redis pass the same suite, with real TTLs."""
+"""The key-value layer: the embedded store, Redis and Redis Cluster pass the same suite,
+with real TTLs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 import pytest
 import redis
@@ -14,7 +16,7 @@ from redis.exceptions import ResponseError
 
 from app.errors import DependencyUnavailable
 from app.kv import AtomicScript, EmbeddedStore, Keyspace, KeyValueStore, LocalView, create_store
-from tests.conftest import TEST_REDIS_URL, free_port
+from tests.conftest import TEST_REDIS_CLUSTER_URL, TEST_REDIS_URL, flush_cluster, free_port
 
 # Short real TTLs: long enough that a busy machine does not expire a key before the
 # assertion that it is still there, short enough to keep the suite fast.
@@ -24,30 +26,49 @@ PAST_TTL_S = 0.6
 
 # Its own parametrisation rather than `backend`: these tests need no database, and
 # preparing one per test would cost more than the tests themselves.
-STORES = ["embedded", "redis"] if TEST_REDIS_URL else ["embedded"]
+STORES = ["embedded"]
+if TEST_REDIS_URL:
+    STORES.append("redis")
+if TEST_REDIS_CLUSTER_URL:
+    STORES.append("cluster")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which store a test runs on: embedded (no URL), one Redis, or a Redis Cluster."""
+
+    url: str | None
+    cluster: bool = False
+
+    def create(self, prefix: str) -> KeyValueStore:
+        return create_store(self.url, prefix, cluster=self.cluster)
 
 
 @pytest.fixture(params=STORES)
-def redis_url(request: pytest.FixtureRequest) -> str | None:
+def target(request: pytest.FixtureRequest) -> Target:
     if request.param == "embedded":
-        return None
+        return Target(None)
+    if request.param == "cluster":
+        assert TEST_REDIS_CLUSTER_URL is not None
+        flush_cluster(TEST_REDIS_CLUSTER_URL)
+        return Target(TEST_REDIS_CLUSTER_URL, cluster=True)
     assert TEST_REDIS_URL is not None
     redis.Redis.from_url(TEST_REDIS_URL).flushdb()
-    return TEST_REDIS_URL
+    return Target(TEST_REDIS_URL)
 
 
 @pytest.fixture
-async def store(redis_url: str | None) -> AsyncIterator[KeyValueStore]:
-    kv = create_store(redis_url, f"kvtest-{uuid.uuid4().hex[:8]}")
+async def store(target: Target) -> AsyncIterator[KeyValueStore]:
+    kv = target.create(f"kvtest-{uuid.uuid4().hex[:8]}")
     try:
         yield kv
     finally:
         await kv.close()
 
 
-def test_store_is_embedded_without_redis_url_and_redis_with_it(redis_url: str | None) -> None:
-    kv = create_store(redis_url, "p")
-    assert isinstance(kv, EmbeddedStore) is (redis_url is None)
+def test_store_is_embedded_without_redis_url_and_redis_with_it(target: Target) -> None:
+    kv = target.create("p")
+    assert isinstance(kv, EmbeddedStore) is (target.url is None)
 
 
 async def test_get_returns_what_set_stored_as_bytes(store: KeyValueStore) -> None:
@@ -338,11 +359,9 @@ def test_prefix_that_would_break_namespacing_is_refused(prefix: str) -> None:
         Keyspace(prefix)
 
 
-async def test_stores_with_different_prefixes_do_not_see_each_other(
-    redis_url: str | None,
-) -> None:
-    one = create_store(redis_url, f"one-{uuid.uuid4().hex[:6]}")
-    two = create_store(redis_url, f"two-{uuid.uuid4().hex[:6]}")
+async def test_stores_with_different_prefixes_do_not_see_each_other(target: Target) -> None:
+    one = target.create(f"one-{uuid.uuid4().hex[:6]}")
+    two = target.create(f"two-{uuid.uuid4().hex[:6]}")
     try:
         await one.set(one.keys.key("otp", "p"), "1")
         assert await two.get(two.keys.key("otp", "p")) is None
@@ -355,12 +374,18 @@ async def test_stores_with_different_prefixes_do_not_see_each_other(
 # -- failures ---------------------------------------------------------------------------
 
 
-async def test_unreachable_redis_is_dependency_unavailable() -> None:
-    kv = create_store(f"redis://127.0.0.1:{free_port()}/0", "down")
+@pytest.mark.parametrize("cluster", [False, True], ids=["node", "cluster"])
+async def test_unreachable_redis_is_dependency_unavailable_at_once(cluster: bool) -> None:
+    kv = create_store(f"redis://127.0.0.1:{free_port()}/0", "down", cluster=cluster)
+    started = time.monotonic()
     try:
         with pytest.raises(DependencyUnavailable):
             await kv.ping()
         with pytest.raises(DependencyUnavailable):
             await kv.get(kv.keys.key("t", "a"))
+        with pytest.raises(DependencyUnavailable):
+            await kv.eval(GET, [kv.keys.key("t", "a")], [])
     finally:
         await kv.close()
+    # Not the cluster client's own ten retries with backoff: each call fails at once.
+    assert time.monotonic() - started < 1.0
