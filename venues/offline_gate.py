@@ -11,6 +11,12 @@ tracks who is inside (by that same hash) and a local occupancy, then applies the
 (presented again, it answers its admission with `repeat_of` and is not counted), an exit
 counts only for someone this gate saw enter. Age cannot be known offline: a venue with a
 minimum age refuses offline entries (`under_min_age`).
+
+Printed codes (离线码, docs/code-format.md section 9) carry no colour and no pseudonym: an
+offline gate admits one only where the venue's policy has `printed_codes_offline`, judged
+by the bundle's revocations alone (no colour check), and refuses it otherwise
+(`printed_offline_not_allowed`). Its holder is the card's id (the same card every visit),
+so anti-passback holds locally; the code-admits-once rule does not apply to it.
 """
 
 from __future__ import annotations
@@ -20,15 +26,29 @@ import hmac
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
 
-from codes.api import ReplayMemory, Result, TrustedKey, keys_from_jwks, offline_pseudonym, verify
+from codes.api import (
+    GATE_KINDS,
+    ReplayMemory,
+    Result,
+    TrustedKey,
+    keys_from_jwks,
+    offline_pseudonym,
+    verify,
+)
 from venues import policy as pol
 from venues.states import Direction, ScanDecision
+
+PRINTED = "printed"
+# A printed code at an offline gate of a venue that keeps printed codes online-only.
+PRINTED_OFFLINE_NOT_ALLOWED = "printed_offline_not_allowed"
+# The colour of a printed code offline: unknown, and not checked where the venue allows them.
+UNCHECKED = "unchecked"
 
 
 class BundleInvalid(ValueError):
@@ -126,7 +146,11 @@ class OfflineGate:
         return pol.VenuePolicy.from_json(self.document["policy"])
 
     def _holder(self, result: Result) -> str | None:
-        alias = offline_pseudonym(result, self.gate_keys)
+        """Who presented the code, as the bundle lists reservations: the hash of the day's
+        pseudonym (identity code) or of the card's id (printed code, the same every visit)."""
+        alias = (
+            result.code_id if result.kind == PRINTED else offline_pseudonym(result, self.gate_keys)
+        )
         if alias is None:
             return None
         return reservation_hash(bytes.fromhex(self.document["reservation_salt"]), alias)
@@ -137,9 +161,11 @@ class OfflineGate:
         """Decide one scan locally and queue it for POST /v1/gates/sync."""
         move = Direction(direction)
         sid = scan_id or f"off-{uuid.uuid4().hex}"
-        result = verify(code, self.keys, self.revoked, now)
+        result = verify(code, self.keys, self.revoked, now, kind=GATE_KINDS)
         result = self.replay.present(result, self.gate_id, now)
-        earlier = self.admitted.get(result.code_id or "") if result.valid else None
+        # A printed card admits on every visit: only dynamic codes admit once.
+        once = result.valid and result.kind != PRINTED
+        earlier = self.admitted.get(result.code_id or "") if once else None
         if move == Direction.IN and earlier is not None:
             # Presented again: the earlier admission's answer, nothing admitted or counted.
             repeat = OfflineScan(
@@ -152,7 +178,7 @@ class OfflineGate:
         if decision.admitted and holder is not None:
             self._move(holder, move, now)
         scan = OfflineScan(sid, code, move, now, decision.decision, decision.reason)
-        if decision.admitted and move == Direction.IN and result.code_id is not None:
+        if decision.admitted and move == Direction.IN and once and result.code_id is not None:
             self.admitted[result.code_id] = scan
         self.pending.append(scan)
         return scan
@@ -161,11 +187,20 @@ class OfflineGate:
         self, result: Result, holder: str | None, move: Direction, now: datetime
     ) -> pol.Decision:
         early = timedelta(minutes=int(self.document["early_entry_minutes"]))
+        policy = self.policy
+        status: str | None = result.status
+        if move == Direction.IN and result.valid and result.kind == PRINTED:
+            if not policy.printed_codes_offline:
+                return pol.deny(PRINTED_OFFLINE_NOT_ALLOWED)
+            # No colour on the card and none known offline: where the venue allows printed
+            # codes offline, the colour step is passed (the sync checks the rest later).
+            policy = replace(policy, allowed_statuses=policy.allowed_statuses | {UNCHECKED})
+            status = UNCHECKED
         facts = pol.ScanFacts(
             now=now,
             code_valid=result.valid,
             code_reason=result.reason,
-            status=result.status,
+            status=status,
             age=None,
             reservations=self.reservations.get(holder or "", []),
             inside=holder in self.inside,
@@ -175,7 +210,7 @@ class OfflineGate:
         )
         if move == Direction.OUT:
             return pol.decide_exit(facts)
-        return pol.decide_entry(self.policy, facts, early)
+        return pol.decide_entry(policy, facts, early)
 
     def _move(self, holder: str, move: Direction, now: datetime) -> None:
         """Local presence and occupancy, by the server's rules: an entry counts for someone

@@ -7,6 +7,9 @@ presence and occupancy as online scans do, keyed by the code's subject
 (`codes.api.holder_of`): one admission per code, an entry counts only
 for someone not inside (and not for an entry older than their last recorded exit), an exit
 only for someone inside. What the server knows better is reported per scan as conflicts.
+A printed code (离线码) is shown on every visit: it takes no once-per-code admission and is
+never "admitted elsewhere"; presence alone counts it, and a card revoked since the gate's
+bundle is reported (`code_revoked`).
 """
 
 from __future__ import annotations
@@ -21,14 +24,22 @@ from tortoise.transactions import in_transaction
 from app.context import AppContext
 from app.idempotency import canonical_hash
 from auth.api import Principal
-from codes.api import Result, TrustedKey, holder_of, keys_from_jwks, public_keys, verify
+from codes.api import (
+    GATE_KINDS,
+    Result,
+    TrustedKey,
+    holder_of,
+    keys_from_jwks,
+    public_keys,
+    verify,
+)
 from venues import store
 from venues.catalogue import GateRef, gate_for, note_contact
 from venues.config import VenueRules, VenuesRuntime
 from venues.gate import admission_key
 from venues.models import Admission, Entry
 from venues.offline import revoked_code_ids
-from venues.offline_gate import OfflineScan
+from venues.offline_gate import PRINTED, OfflineScan
 from venues.policy import ADMIT
 from venues.states import Direction, SyncConflict, SyncOutcome, SyncRejection
 
@@ -132,7 +143,7 @@ async def _sync_one(ctx: AppContext, batch: _Batch, item: OfflineScan) -> Synced
     refused = batch.window.refuses(item.scanned_at)
     if refused is not None:
         return SyncedScan(item.scan_id, SyncOutcome.REJECTED, reason=refused)
-    result = verify(item.code, batch.keys, (), item.scanned_at, SYNC_SKEW)
+    result = verify(item.code, batch.keys, (), item.scanned_at, SYNC_SKEW, kind=GATE_KINDS)
     known = await _known_better(batch, item, result)
     # Presence is keyed by subject, as online: a code that did not verify at its scan time
     # names nobody. (codes' caches answer without a query for subjects seen before.)
@@ -208,6 +219,9 @@ async def _known_better(batch: _Batch, item: OfflineScan, result: Result) -> lis
             # Codes publishes which codes are revoked, not when: the gate had the list of
             # its bundle, so a revocation it did not know is reported for a human to judge.
             conflicts.append(SyncConflict.CODE_REVOKED)
+        if result.kind == PRINTED:
+            # A card admits on every visit; a double entry shows as already_inside.
+            return conflicts
         elsewhere = await Entry.filter(
             venue_id=batch.gate.venue_id, code_id=result.code_id, decision=ADMIT,
             direction=item.direction, annulled_at=None,
@@ -230,7 +244,9 @@ async def _count_offline(
         ):
             return False, [], None
         return await store.bump_occupancy(gate.venue_id, -1) is not None, [], None
-    key = admission_key(gate.venue_id, result.code_id) if result.code_id else None
+    # One admission per dynamic code; a printed card is shown again on every visit.
+    once = result.code_id is not None and result.kind != PRINTED
+    key = admission_key(gate.venue_id, result.code_id or "") if once else None
     earlier = await Admission.get_or_none(key=key) if key else None
     if earlier is not None:
         # The code admitted already: a repeat at this gate, or reported as admitted elsewhere.

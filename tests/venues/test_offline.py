@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from app.clock import FrozenClock
 from app.context import AppContext
+from codes import codec
 from tests.factories import assert_problem, code_of, resident
 from tests.venues.helpers import (
     book,
@@ -21,7 +23,7 @@ from tests.venues.helpers import (
     scan,
     sync,
 )
-from venues.offline_gate import BundleInvalid, OfflineGate
+from venues.offline_gate import PRINTED_OFFLINE_NOT_ALLOWED, BundleInvalid, OfflineGate
 
 
 async def test_bundle_is_signed_valid_24h_and_leaks_no_identity(
@@ -153,3 +155,49 @@ async def test_offline_gate_admits_a_code_once_and_counts_exits_only_for_people_
     assert stranger.decision == "admit" and local.occupancy == 2, "never seen entering here"
     result = await sync(client, gate, [s.as_json() for s in local.pending])
     assert (result["recorded"], result["conflicts"], result["occupancy"]) == (3, [], 2)
+
+
+def card_signed_by_the_server(ctx: AppContext, clock: FrozenClock, days: int = 180) -> str:
+    """A printed code (type 3) signed with the server's active codes key, as a kiosk's card
+    is: a gate trusts it through the bundle's code keys."""
+    key = ctx.keys.signing["codes"].active()
+    payload = codec.Payload(
+        type=codec.TYPE_PRINTED,
+        key_id=codec.key_id_of(key.public_key),
+        issued_at=int(clock.now().timestamp()),
+        lifetime_s=days * 86400,
+        token=secrets.token_bytes(16),
+    )
+    return codec.sign(payload, key.private_key)
+
+
+async def test_offline_gate_admits_printed_codes_only_where_the_policy_allows(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    allowing = await make_venue(client, ctx, printed_codes_offline=True)
+    keeping = await make_venue(client, ctx)
+    booked_only = await make_venue(
+        client, ctx, printed_codes_offline=True, reservation_required=True
+    )
+    card = card_signed_by_the_server(ctx, clock)
+    here = await offline(client, await make_gate(client, allowing), clock)
+    assert here.policy.printed_codes_offline
+    first = here.decide(card, "in", clock.now())
+    assert (first.decision, first.reason) == ("admit", "ok"), "no colour to check offline"
+    again = here.decide(card, "in", clock.now())
+    assert (again.decision, again.reason, again.repeat_of) == ("deny", "already_inside", None)
+    assert here.decide(card, "out", clock.now()).decision == "admit"
+    back = here.decide(card, "in", clock.now() + timedelta(hours=2))
+    assert (back.decision, back.reason) == ("admit", "ok"), "a card admits on every visit"
+    assert here.occupancy == 1
+    there = await offline(client, await make_gate(client, keeping), clock)
+    refused = there.decide(card, "in", clock.now())
+    assert (refused.decision, refused.reason) == ("deny", PRINTED_OFFLINE_NOT_ALLOWED)
+    assert there.decide(card, "out", clock.now()).decision == "admit", "everyone is let out"
+    assert there.occupancy == 0
+    # A card opens to no pseudonym: a booking cannot be matched offline, so it is refused.
+    booked = await offline(client, await make_gate(client, booked_only), clock)
+    assert booked.decide(card, "in", clock.now()).reason == "reservation_required"
+    expired = card_signed_by_the_server(ctx, clock, days=1)
+    late = here.decide(expired, "in", clock.now() + timedelta(days=1, minutes=1))
+    assert (late.decision, late.reason) == ("deny", "code_expired")
