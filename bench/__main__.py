@@ -9,6 +9,7 @@ import os
 import pkgutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import bench
 from bench.harness import BenchError, BenchOptions, Report, ensure_wrk, report
@@ -38,7 +39,19 @@ def parse(argv: Sequence[str]) -> tuple[list[str], BenchOptions]:
     parser.add_argument(
         "--rounds", type=int, default=3, help="interleaved rounds; the best of each counts"
     )
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        help="also serve this worktree of suishen as 'before' in the same run "
+        "(e.g. `git worktree add /work/before HEAD && make -C /work/before install`)",
+    )
+    parser.add_argument(
+        "--server", choices=["uvicorn", "granian"], default="uvicorn", help="suishen serve --server"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="suishen serve --workers")
     args = parser.parse_args(argv)
+    if args.tree is not None and not (args.tree / ".venv" / "bin" / "python").exists():
+        parser.error(f"--tree {args.tree}: no .venv there (run `make install` in it)")
     unknown = sorted(set(args.names) - set(names))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(names)}")
@@ -51,6 +64,9 @@ def parse(argv: Sequence[str]) -> tuple[list[str], BenchOptions]:
         rounds=args.rounds,
         database_url=os.environ.get("BENCH_DATABASE_URL", BenchOptions.database_url),
         redis_url=os.environ.get("BENCH_REDIS_URL", BenchOptions.redis_url),
+        tree=args.tree.resolve() if args.tree is not None else None,
+        server=args.server,
+        workers=args.workers,
     )
     return args.names or names, opts
 

@@ -42,6 +42,12 @@ class BenchOptions:
     rounds: int = 3
     database_url: str = DEFAULT_BENCH_DATABASE_URL
     redis_url: str = DEFAULT_BENCH_REDIS_URL
+    # Another worktree of suishen (`--tree`, e.g. `git worktree add /work/before HEAD`)
+    # measured beside this one in the same run, as "before".
+    tree: Path | None = None
+    # `suishen serve --server ...` (uvicorn or granian) and `--workers`.
+    server: str = "uvicorn"
+    workers: int = 1
 
     @property
     def backend_name(self) -> str:
@@ -93,6 +99,7 @@ class Server:
         self.start_timeout_s = start_timeout_s
         self.log_path = var_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.cwd = REPO
 
     @property
     def base_url(self) -> str:
@@ -108,10 +115,19 @@ class Server:
         *,
         seed_demo: bool = False,
         env: Mapping[str, str] | None = None,
+        tree: Path | None = None,
+        workers: int | None = None,
+        server: str | None = None,
     ) -> Server:
-        """`suishen serve` with one worker, production log format, access log on."""
+        """`suishen serve` (one worker unless told), production log format, access log on.
+        `tree` serves another worktree's code with its own venv, database
+        (`<BENCH_DATABASE_URL>_before`) and Redis key prefix (`before`)."""
         var_dir = Path(tempfile.mkdtemp(prefix="suishen-bench-"))
         port = free_port()
+        workers = workers or opts.workers
+        database_url, prefix = opts.database_url, "suishen"
+        if tree is not None:
+            database_url, prefix = f"{opts.database_url}_before", "before"
         server_env = {
             **os.environ,
             "APP_ENV": "dev",
@@ -121,20 +137,28 @@ class Server:
             "LOG_LEVEL": "INFO",
             "HOST": "127.0.0.1",
             "PORT": str(port),
-            "WORKERS": "1",
+            "WORKERS": str(workers),
+            "KV_PREFIX": prefix,
         }
         server_env.pop("REDIS_URL", None)
         if opts.real:
-            reset_real_backend(opts.database_url, opts.redis_url)
-            server_env["DATABASE_URL"] = opts.database_url
+            reset_real_backend(database_url, opts.redis_url, prefix)
+            server_env["DATABASE_URL"] = database_url
             server_env["REDIS_URL"] = opts.redis_url
         else:
             server_env["DATABASE_URL"] = f"sqlite://{var_dir / 'suishen.db'}"
         server_env.update(env or {})
-        argv = [sys.executable, "-m", "app.cli", "serve", "--workers", "1"]
+        python = sys.executable if tree is None else str(tree / ".venv" / "bin" / "python")
+        argv = [python, "-m", "app.cli", "serve", "--workers", str(workers)]
+        chosen = server or opts.server
+        if chosen != "uvicorn":
+            argv += ["--server", chosen]
         if seed_demo:
             argv.append("--seed-demo")
-        return cls("suishen", argv, server_env, port, var_dir)
+        made = cls("suishen" if tree is None else "before", argv, server_env, port, var_dir)
+        if tree is not None:
+            made.cwd = tree
+        return made
 
     @classmethod
     def bare(cls) -> Server:
@@ -144,11 +168,28 @@ class Server:
         argv = [sys.executable, "-m", "bench.harness", "bare", str(port)]
         return cls("bare", argv, dict(os.environ), port, var_dir)
 
+    @classmethod
+    def baseline(cls, opts: BenchOptions, suishen: Server) -> Server:
+        """The hand-made limits (`bench/baselines.py`) beside a running suishen server:
+        its keys (so suishen's tokens and codes verify), its database and Redis."""
+        if not opts.real:
+            raise BenchError("the hand-made baselines need PostgreSQL + Redis (--real)")
+        var_dir = Path(tempfile.mkdtemp(prefix="suishen-bench-baseline-"))
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.harness", "baseline", str(port)]
+        env = {
+            **os.environ,
+            "KEY_DIR": suishen.env["KEY_DIR"],
+            "DATABASE_URL": suishen.env["DATABASE_URL"],
+            "REDIS_URL": opts.redis_url,
+        }
+        return cls("baseline", argv, env, port, var_dir)
+
     def start(self) -> Server:
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [*taskset(SERVER_CPU), *self.argv],
-            cwd=REPO,
+            cwd=self.cwd,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -181,13 +222,11 @@ class Server:
         shutil.rmtree(self.var_dir, ignore_errors=True)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process and its reaped children so far."""
+        """User + system CPU time of the server process, its live descendants (worker
+        processes) and its reaped children so far."""
         if self.process is None:
             raise BenchError(f"{self.name} server is not running")
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # utime, stime, cutime, cstime are fields 14-17 of stat(5); [0] here is field 3.
-        ticks = sum(int(f) for f in fields[11:15])
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return sum(_cpu_ticks(pid) for pid in _tree(self.process.pid)) / os.sysconf("SC_CLK_TCK")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -206,24 +245,67 @@ class Server:
         self.cleanup()
 
 
-def reset_real_backend(database_url: str, redis_url: str) -> None:
-    """Empty the benchmark's PostgreSQL schema and Redis db, so every run starts alike.
-    The dev start that follows applies the migrations."""
+def _cpu_ticks(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0  # exited between listing and reading
+    fields = stat.rsplit(")", 1)[1].split()
+    # utime, stime, cutime, cstime are fields 14-17 of stat(5); [0] here is field 3.
+    return sum(int(f) for f in fields[11:15])
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and its live descendants (a multi-worker server's processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
+
+
+def reset_real_backend(database_url: str, redis_url: str, prefix: str = "suishen") -> None:
+    """Empty the benchmark's PostgreSQL schema (creating the database if missing) and the
+    Redis keys under `prefix`, so every run starts alike. The dev start that follows
+    applies the migrations."""
     import asyncio
 
     import asyncpg
     import redis
 
+    dsn = database_url.replace("postgres://", "postgresql://", 1)
+
     async def reset() -> None:
-        dsn = database_url.replace("postgres://", "postgresql://", 1)
-        conn = await asyncpg.connect(dsn)
+        try:
+            conn = await asyncpg.connect(dsn)
+        except asyncpg.InvalidCatalogNameError:
+            server_dsn, name = dsn.rsplit("/", 1)
+            admin = await asyncpg.connect(f"{server_dsn}/postgres")
+            try:
+                await admin.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await admin.close()
+            conn = await asyncpg.connect(dsn)
         try:
             await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
         finally:
             await conn.close()
 
     asyncio.run(reset())
-    redis.Redis.from_url(redis_url).flushdb()
+    client = redis.Redis.from_url(redis_url)
+    for pattern in (f"{prefix}:*", "bl:*"):
+        batch = list(client.scan_iter(pattern, count=1000))
+        for start in range(0, len(batch), 1000):
+            client.unlink(*batch[start : start + 1000])
 
 
 def create_bare_app() -> Any:
@@ -239,6 +321,16 @@ def create_bare_app() -> Any:
         return Response(HEALTHY_BODY, media_type="application/json")
 
     return Starlette(routes=[Route("/healthz", healthz, methods=["GET"])])
+
+
+def _serve_baseline(port: int) -> None:
+    import uvicorn
+
+    from app.cli import uvicorn_options
+    from app.settings import Settings
+
+    options = uvicorn_options(Settings(port=port, workers=1))
+    uvicorn.run("bench.baselines:create_baseline_app", factory=True, **options)
 
 
 def _serve_bare(port: int) -> None:
@@ -333,6 +425,33 @@ def lua_cycle(requests: Sequence[WrkRequest]) -> str:
         "function request()\n"
         "  i = i + 1\n"
         "  return requests[(i % #requests) + 1]\n"
+        "end\n"
+    )
+
+
+def lua_lines(
+    method: str, path: str, headers: Mapping[str, str], bodies: Sequence[str], work_dir: Path
+) -> str:
+    """Per-request bodies read by wrk from a file (a Lua table literal of tens of thousands
+    of requests is more than wrk takes): one body per line, sent in order, `{seq}` in a
+    body replaced by a number unique to this wrk process (e.g. for `scan_id`s)."""
+    if not bodies or any("\n" in b for b in bodies):
+        raise ValueError("lua_lines needs bodies of one line each")
+    lines_path = work_dir / f"bodies-{os.getpid()}-{time.monotonic_ns()}.txt"
+    lines_path.write_text("\n".join(bodies) + "\n")
+    return (
+        f"local method, path, headers = {lua_string(method)}, {lua_string(path)}, "
+        f"{_lua_table(headers)}\n"
+        "local bodies, i, run = {}, 0, ''\n"
+        "function init(args)\n"
+        f"  for line in io.lines({lua_string(str(lines_path))}) do bodies[#bodies + 1] = line end\n"
+        "  local f = io.open('/proc/sys/kernel/random/uuid')\n"
+        "  run = string.sub(f:read('*l'), 1, 8); f:close()\n"
+        "end\n"
+        "function request()\n"
+        "  i = i + 1\n"
+        "  local body = string.gsub(bodies[((i - 1) % #bodies) + 1], '{seq}', run .. '-' .. i)\n"
+        "  return wrk.format(method, path, headers, body)\n"
         "end\n"
     )
 
@@ -446,11 +565,12 @@ def _wrk(
     return done.stdout
 
 
-def best_of(runs: Mapping[str, Callable[[], WrkResult]], rounds: int) -> list[Row]:
-    """Run each measurement `rounds` times, interleaved (a, b, a, b, ...), and keep each
-    one's best round by requests/s: other load on the machine only ever slows a round
-    down, and interleaving spreads what it does over every measurement alike."""
-    best: dict[str, WrkResult] = {}
+def rounds_of(
+    runs: Mapping[str, Callable[[], WrkResult]], rounds: int
+) -> dict[str, list[WrkResult]]:
+    """Every round of each measurement, interleaved (a, b, a, b, ...); raises on any failed
+    request."""
+    results: dict[str, list[WrkResult]] = {label: [] for label in runs}
     for _ in range(max(1, rounds)):
         for label, measure in runs.items():
             result = measure()
@@ -458,9 +578,23 @@ def best_of(runs: Mapping[str, Callable[[], WrkResult]], rounds: int) -> list[Ro
                 raise BenchError(
                     f"{label}: {result.non_2xx} non-2xx answers, {result.errors} socket errors"
                 )
-            if label not in best or result.rps > best[label].rps:
-                best[label] = result
-    return [Row(label, best[label]) for label in runs]
+            results[label].append(result)
+    return results
+
+
+def median_cpu(results: Sequence[WrkResult]) -> WrkResult:
+    """The round with the median server CPU per request (the figure least moved by other
+    load on the machine)."""
+    ordered = sorted(results, key=lambda r: r.cpu_us if r.cpu_us is not None else 0.0)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def best_of(runs: Mapping[str, Callable[[], WrkResult]], rounds: int) -> list[Row]:
+    """Run each measurement `rounds` times, interleaved (a, b, a, b, ...), and keep each
+    one's best round by requests/s: other load on the machine only ever slows a round
+    down, and interleaving spreads what it does over every measurement alike."""
+    results = rounds_of(runs, rounds)
+    return [Row(label, max(results[label], key=lambda r: r.rps)) for label in runs]
 
 
 # -- reporting ---------------------------------------------------------------------
@@ -551,5 +685,7 @@ def report(rep: Report) -> str:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "bare":
         _serve_bare(int(sys.argv[2]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "baseline":
+        _serve_baseline(int(sys.argv[2]))
     else:
-        sys.exit("usage: python -m bench.harness bare PORT")
+        sys.exit("usage: python -m bench.harness bare|baseline PORT")
