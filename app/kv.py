@@ -23,6 +23,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
+    ClusterCrossSlotError,
     ClusterDownError,
     RedisClusterException,
     RedisError,
@@ -265,6 +266,12 @@ class RedisStore:
                 if not safe or isinstance(exc.__cause__, TimeoutError):
                     raise  # not repeatable, or the pool had no free connection in time
                 return await fn(*args, **kwargs)
+        except RedisClusterException as exc:
+            if "same key slot" in str(exc):
+                # The cluster client refuses, before sending, a script whose keys lie in
+                # several slots: a key missing its hash tag is a bug, as CROSSSLOT is.
+                raise ClusterCrossSlotError(f"CROSSSLOT {exc}") from exc
+            raise DependencyUnavailable("the key-value store (Redis) did not answer") from exc
         except (ClusterDownError, TryAgainError) as exc:
             # A cluster mid-failover or mid-resharding answers these: an outage.
             raise DependencyUnavailable("the key-value store (Redis) did not answer") from exc
@@ -272,7 +279,7 @@ class RedisStore:
             # Redis answered: a wrong type, a failing script or keys of one script in
             # different cluster slots (CROSSSLOT) is a bug, not an outage.
             raise
-        except (TimeoutError, RedisError, RedisClusterException, OSError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             raise DependencyUnavailable("the key-value store (Redis) did not answer") from exc
 
     async def get(self, key: str) -> bytes | None:

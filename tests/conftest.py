@@ -287,6 +287,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "cluster: also runs on PostgreSQL + Redis Cluster (the `cluster` backend) when "
         "TEST_REDIS_CLUSTER_URL is set",
     )
+    config.addinivalue_line(
+        "markers", "cluster_only: runs only on the `cluster` backend (deselected elsewhere)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -300,8 +303,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         callspec = getattr(item, "callspec", None)
         on = callspec.params.get("backend") if callspec is not None else None
-        dropped = (item.get_closest_marker("real_only") and on == "embedded") or (
-            on == "cluster" and not item.get_closest_marker("cluster")
+        dropped = (
+            (item.get_closest_marker("real_only") and on == "embedded")
+            or (on == "cluster" and not item.get_closest_marker("cluster"))
+            or (on != "cluster" and item.get_closest_marker("cluster_only"))
         )
         (drop if dropped else keep).append(item)
     if drop:

@@ -26,6 +26,9 @@ from app.main import create_app
 from app.settings import Settings
 from tests.factories import assert_problem
 
+# Also on PostgreSQL + Redis Cluster (`cluster` backend) when CI starts one.
+pytestmark = pytest.mark.cluster
+
 
 class Transfer(BaseModel):
     amount_fen: int

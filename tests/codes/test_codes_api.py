@@ -9,6 +9,7 @@ from typing import Any
 import cv2
 import httpx
 import numpy as np
+import pytest
 
 from app.clock import FrozenClock
 from app.context import AppContext
@@ -168,6 +169,7 @@ async def test_garbage_and_oversized_codes_get_reasons_not_errors(
     assert response.status_code == 422
 
 
+@pytest.mark.cluster
 async def test_same_gate_may_rescan_but_another_verifier_gets_code_replayed(
     client: httpx.AsyncClient, ctx: AppContext
 ) -> None:
@@ -185,6 +187,7 @@ async def test_same_gate_may_rescan_but_another_verifier_gets_code_replayed(
     assert (await verify(client, first, code))["valid"] is True
 
 
+@pytest.mark.cluster
 async def test_a_failed_verification_does_not_consume_the_code(
     client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
 ) -> None:
@@ -198,6 +201,7 @@ async def test_a_failed_verification_does_not_consume_the_code(
     assert (await verify(client, second, code))["valid"] is True
 
 
+@pytest.mark.cluster
 async def test_concurrent_verifications_by_many_verifiers_admit_exactly_one(
     client: httpx.AsyncClient, ctx: AppContext
 ) -> None:

@@ -13,7 +13,7 @@ from app.context import AppContext
 from tests.conftest import ServerProcess
 from tests.factories import code_of, machine, resident
 
-pytestmark = [pytest.mark.e2e, pytest.mark.real_only]
+pytestmark = [pytest.mark.e2e, pytest.mark.real_only, pytest.mark.cluster]
 
 
 def pids_serving(server: ServerProcess, route: str) -> set[int]:

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from app.clock import FrozenClock
 from app.context import AppContext
@@ -166,6 +167,7 @@ async def test_concurrent_changes_leave_cache_and_database_agreeing(
     assert row.version == len(colours)
 
 
+@pytest.mark.cluster
 async def test_batch_sets_many_statuses_at_once(client: httpx.AsyncClient, ctx: AppContext) -> None:
     auth = await authority(client, ctx)
     entries = [

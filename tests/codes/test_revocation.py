@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 
 from app.clock import FrozenClock
 from app.context import AppContext
@@ -34,6 +35,7 @@ async def revoke(client: httpx.AsyncClient, who: Resident | Machine, **body: str
     return await client.post("/v1/codes/revoke", json=body, headers=who.headers)
 
 
+@pytest.mark.cluster
 async def test_revoking_stops_every_code_issued_so_far_but_not_later_ones(
     client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
 ) -> None:
@@ -119,6 +121,7 @@ async def test_gates_cannot_revoke(client: httpx.AsyncClient, ctx: AppContext) -
     assert (await revoke(client, gate, subject_id="x")).status_code == 403
 
 
+@pytest.mark.cluster
 async def test_revocation_racing_verifications_never_admits_after_it_returns(
     client: httpx.AsyncClient, ctx: AppContext
 ) -> None:

@@ -15,6 +15,7 @@ from tests.conftest import ServerProcess
 from tests.payments.helpers import check_books, hospital, item, open_encounter, patient
 
 
+@pytest.mark.cluster
 @pytest.mark.real_only
 @pytest.mark.e2e
 async def test_two_processes_never_overcharge_or_settle_twice(

@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 
 import httpx
+import pytest
 
 from app.clock import FrozenClock
 from app.context import AppContext
@@ -155,6 +156,7 @@ async def test_full_venue_denies_until_someone_leaves(
     assert (await scan(client, gate, await code_of(client, second))).json()["decision"] == "admit"
 
 
+@pytest.mark.cluster
 async def test_occupancy_never_exceeds_capacity_under_concurrent_scans_at_several_gates(
     client: httpx.AsyncClient, ctx: AppContext
 ) -> None:
