@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from app.settings import Settings, SettingsError, int_knob
+from payments.bureau import InsuranceBureau, SandboxBureau, create_bureau
 from payments.insurance import Scheme
 from payments.provider import PaymentProvider, create_provider
+
+BUREAUS = ("sandbox",)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,12 @@ class PaymentsConfig:
     # The hospitals' local zone: "today's encounters" are those opened on this local day.
     utc_offset_hours: int = 8
     scheme: Scheme = field(default_factory=Scheme)
+    # Ceilings beyond any plausible outpatient bill (422 amount_implausible above them).
+    line_ceiling_fen: int = 10_000_000  # 100,000 yuan
+    encounter_ceiling_fen: int = 50_000_000  # 500,000 yuan
+    bureau: str = "sandbox"
+    # A settlement the bureau did not answer (timeout, down) is asked again after this.
+    bureau_retry_after: timedelta = timedelta(seconds=30)
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, str]) -> PaymentsConfig:
@@ -74,7 +83,18 @@ class PaymentsConfig:
                 extra, "SUISHEN_PAYMENTS_UTC_OFFSET_HOURS", cls.utc_offset_hours, low=-12, high=14
             ),
             scheme=scheme,
+            line_ceiling_fen=num("LINE_CEILING_FEN", cls.line_ceiling_fen),
+            encounter_ceiling_fen=num("ENCOUNTER_CEILING_FEN", cls.encounter_ceiling_fen),
+            bureau=_choice(extra, "SUISHEN_INSURANCE_BUREAU", BUREAUS),
+            bureau_retry_after=timedelta(seconds=num("BUREAU_RETRY_SECONDS", 30)),
         )
+
+
+def _choice(extra: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = extra.get(name, allowed[0])
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}")
+    return value
 
 
 @dataclass
@@ -86,10 +106,21 @@ class PaymentsRuntime:
 
     config: PaymentsConfig
     provider: PaymentProvider
+    bureau: InsuranceBureau
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PaymentsRuntime:
+    def from_settings(cls, settings: Settings, bureau_key: bytes) -> PaymentsRuntime:
+        config = PaymentsConfig.from_extra(settings.extra)
+        if settings.is_production and config.bureau == "sandbox":
+            raise SettingsError("APP_ENV=production refuses SUISHEN_INSURANCE_BUREAU=sandbox")
+        bureau = create_bureau(config.bureau, bureau_key)
+        if isinstance(bureau, SandboxBureau):
+            bureau.down = settings.extra.get("SUISHEN_BUREAU_SANDBOX_DOWN", "") == "1"
         return cls(
-            config=PaymentsConfig.from_extra(settings.extra),
-            provider=create_provider(settings.payment_provider),
+            config=config, provider=create_provider(settings.payment_provider), bureau=bureau
         )
+
+    @property
+    def sandbox_bureau(self) -> SandboxBureau | None:
+        """The sandbox bureau, which keeps test personas; None in production."""
+        return self.bureau if isinstance(self.bureau, SandboxBureau) else None

@@ -17,9 +17,19 @@ from app.errors import IdempotencyKeyReused, NotFound
 from app.idempotency import canonical_hash
 from auth.api import Principal, subject_profile
 from codes.api import verify_code
+from payments.bureau import BureauError, BureauRefused, EcToken
 from payments.config import PaymentsRuntime
 from payments.credit import available_fen, credit_use
-from payments.errors import CodeRejected, CreditLimitExceeded, CreditUnavailable, EncounterClosed
+from payments.errors import (
+    AmountImplausible,
+    BureauUnavailable,
+    CodeRejected,
+    CreditLimitExceeded,
+    CreditUnavailable,
+    EncounterClosed,
+    VoucherRejected,
+)
+from payments.family import paying_account
 from payments.hospitals import hospital_of
 from payments.insurance import InsuranceClass
 from payments.models import Bill, Charge, ChargeItem, CreditAccount, Encounter
@@ -37,10 +47,16 @@ class OpenedEncounter:
 
 
 async def open_encounter(
-    ctx: AppContext, principal: Principal, *, code: str, department: str
+    ctx: AppContext,
+    principal: Principal,
+    *,
+    code: str,
+    department: str,
+    insurance_voucher: str | None = None,
 ) -> OpenedEncounter:
-    """Verify the patient's code (consuming it for this hospital's client) and place a hold
-    of min(initial hold, available credit)."""
+    """Verify the patient's code (consuming it for this hospital's client), place a hold
+    of min(initial hold, available credit) and get the bureau's token for the visit (from
+    the e-voucher when the hospital read one, else from our code's identity)."""
     hospital_id = hospital_of(principal)
     verification = await verify_code(ctx, code, verifier_id=principal.id)
     if not verification.valid or verification.subject_id is None:
@@ -49,7 +65,7 @@ async def open_encounter(
             extra={"reason": verification.reason},
         )
     subject_id = verification.subject_id
-    known = await CreditAccount.get_or_none(subject_id=subject_id)
+    known = await paying_account(subject_id)  # their own credit, or a guardian's (family.py)
     if known is None:
         raise CreditUnavailable(
             "the patient has not enrolled for credit", extra={"reason": "not_enrolled"}
@@ -66,16 +82,63 @@ async def open_encounter(
         available = available_fen(account, use)
         if available <= 0:
             raise CreditUnavailable("no credit left", extra={"reason": "no_credit_left"})
+        encounter_id = new_id("enc")
+        token = await _authorize(ctx, subject_id, encounter_id, hospital_id, insurance_voucher)
         encounter = await Encounter.create(
-            id=new_id("enc"),
+            id=encounter_id,
             hospital_id=hospital_id,
             subject_id=subject_id,
             account_id=account.id,
             department=department,
             hold_fen=min(rt.config.initial_hold_fen, available),
             opened_at=now,
+            ec_token=token.token if token else None,
+            ec_token_expires_at=token.expires_at if token else None,
         )
     return OpenedEncounter(encounter, verification.masked_name, verification.age_group)
+
+
+async def _authorize(
+    ctx: AppContext, subject_id: str, visit_id: str, hospital_id: str, voucher: str | None
+) -> EcToken | None:
+    """The bureau's token for the visit. Unreachable at opening is no reason to refuse care:
+    the token is fetched again before the quote or the settlement needs it."""
+    rt = ctx.runtime(PaymentsRuntime)
+    try:
+        return await rt.bureau.authorize(
+            subject_id=subject_id,
+            visit_id=visit_id,
+            hospital_id=hospital_id,
+            voucher=voucher,
+            now=ctx.clock.now(),
+        )
+    except BureauRefused as exc:
+        if voucher is None:
+            return None
+        raise VoucherRejected(str(exc), extra={"reason": exc.reason}) from None
+    except BureauError:
+        if voucher is None:
+            return None
+        raise BureauUnavailable(
+            "the insurance bureau did not answer; read the voucher again"
+        ) from None
+
+
+async def visit_token(ctx: AppContext, encounter: Encounter, *, renew: bool = False) -> str:
+    """The encounter's ec_token, fetched again (through our code's identity) when it is
+    missing, expired or refused."""
+    now = ctx.clock.now()
+    expires = encounter.ec_token_expires_at
+    if not renew and encounter.ec_token and expires is not None and expires > now:
+        return encounter.ec_token
+    token = await _authorize(ctx, encounter.subject_id, encounter.id, encounter.hospital_id, None)
+    if token is None:
+        raise BureauUnavailable("the insurance bureau is unreachable; try again shortly")
+    encounter.ec_token, encounter.ec_token_expires_at = token.token, token.expires_at
+    await Encounter.filter(id=encounter.id).update(
+        ec_token=token.token, ec_token_expires_at=token.expires_at
+    )
+    return token.token
 
 
 async def get_encounter(principal: Principal, encounter_id: str) -> Encounter:
@@ -125,6 +188,13 @@ async def post_charge(
     found = await find_encounter(hospital_of(principal), encounter_id)
     fingerprint = canonical_hash([vars(i) for i in items])
     amount = sum(i.amount_fen for i in items)
+    config = ctx.runtime(PaymentsRuntime).config
+    for i in items:
+        if i.amount_fen > config.line_ceiling_fen:
+            raise AmountImplausible(
+                f"a line of {i.amount_fen} fen passes the ceiling of {config.line_ceiling_fen}",
+                extra={"item_code": i.item_code, "ceiling_fen": config.line_ceiling_fen},
+            )
     now = ctx.clock.now()
     async with in_transaction():
         account = await CreditAccount.filter(id=found.account_id).select_for_update().get()
@@ -135,8 +205,14 @@ async def post_charge(
                 raise IdempotencyKeyReused("this charge_id was used with other items")
             stored = await ChargeItem.filter(charge_id=existing.id).order_by("position")
             return ChargeResult(existing, stored, encounter, created=False)
-        if encounter.status != EncounterStatus.OPEN:
+        # closed_at is set when closing starts: no charge may slip in behind the bureau.
+        if encounter.status != EncounterStatus.OPEN or encounter.closed_at is not None:
             raise EncounterClosed("the encounter is closed; post no more charges")
+        if encounter.charged_fen + amount > config.encounter_ceiling_fen:
+            raise AmountImplausible(
+                f"the encounter would pass its ceiling of {config.encounter_ceiling_fen} fen",
+                extra={"ceiling_fen": config.encounter_ceiling_fen},
+            )
         await _extend_hold(account, encounter, amount)
         encounter.charged_fen += amount
         await encounter.save(update_fields=["hold_fen", "charged_fen"])

@@ -11,7 +11,16 @@ PaymentsProblem
  ├── RefundExceedsCharge      409 refund_exceeds_charge   refunds would pass what was charged
  ├── CodeRejected             422 code_rejected           the scanned code did not verify (`reason`)
  ├── PaymentMethodInvalid     422 payment_method_invalid  the provider refuses to bind the method
- └── ProviderUnavailable      503 provider_unavailable    the provider timed out; nothing was lost
+ ├── AmountImplausible        422 amount_implausible      a line or an encounter beyond its ceiling
+ ├── InsuranceRulesMissing    422 insurance_rules_missing unknown insured category or hospital tier
+ ├── VoucherRejected          422 insurance_voucher_rejected  the bureau refused the e-voucher
+ ├── InsuranceDeclarationRefused 422 insurance_declaration_refused  profiles come from the bureau
+ ├── ProviderUnavailable      503 provider_unavailable    the provider timed out; nothing was lost
+ └── BureauUnavailable        503 insurance_bureau_unavailable  settlement recorded, worker finishes
+
+Invoices and family credit (appended):
+PaymentsProblem
+ └── BillNotSettled           409 bill_not_settled        an invoice asked for before settlement
 """
 
 from __future__ import annotations
@@ -87,3 +96,39 @@ class ProviderUnavailable(PaymentsProblem):
     """The payment provider did not answer; the operation is recorded and will be resumed."""
 
     status, code, title = 503, "provider_unavailable", "Payment provider unavailable"
+
+
+class AmountImplausible(PaymentsProblem):
+    """A line or the encounter would pass its documented ceiling."""
+
+    status, code, title = 422, "amount_implausible", "Amount beyond any plausible bill"
+
+
+class InsuranceRulesMissing(PaymentsProblem):
+    """The rule file has no entry for the insured category or the hospital tier."""
+
+    status, code, title = 422, "insurance_rules_missing", "No insurance rule applies"
+
+
+class VoucherRejected(PaymentsProblem):
+    """The bureau did not accept the e-voucher the hospital read (`reason`)."""
+
+    status, code, title = 422, "insurance_voucher_rejected", "E-voucher rejected"
+
+
+class InsuranceDeclarationRefused(PaymentsProblem):
+    """Residents do not declare insurance profiles: the bureau reports them."""
+
+    status, code, title = 422, "insurance_declaration_refused", "Insurance comes from the bureau"
+
+
+class BureauUnavailable(PaymentsProblem):
+    """The bureau timed out or is down; the settlement is recorded and the worker finishes it."""
+
+    status, code, title = 503, "insurance_bureau_unavailable", "Insurance bureau unavailable"
+
+
+class BillNotSettled(PaymentsProblem):
+    """An invoice was asked for an encounter or bill not settled yet (`encounter_status`)."""
+
+    status, code, title = 409, "bill_not_settled", "Bill not settled"

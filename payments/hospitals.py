@@ -18,10 +18,13 @@ class RegisteredHospital:
 
 
 async def create_hospital(
-    ctx: AppContext, name: str, *, actor: Principal | str
+    ctx: AppContext, name: str, *, actor: Principal | str, tier: int = 3
 ) -> RegisteredHospital:
-    """A new hospital and the machine client its information system will use."""
-    hospital = await Hospital.create(id=new_id("hosp"), name=name, created_at=ctx.clock.now())
+    """A new hospital (of tier 1/2/3 = 一级/二级/三级) and the machine client its
+    information system will use."""
+    hospital = await Hospital.create(
+        id=new_id("hosp"), name=name, tier=tier, created_at=ctx.clock.now()
+    )
     credentials = await create_client(ctx, "hospital", hospital.id, actor=actor)
     return RegisteredHospital(hospital, credentials)
 
@@ -31,3 +34,14 @@ def hospital_of(principal: Principal) -> str:
     if principal.tenant_id is None:
         raise NotFound("this client is not bound to a hospital")
     return principal.tenant_id
+
+
+async def set_settlement_timing(principal: Principal, *, mode: str, batch_hour: int) -> Hospital:
+    """The client's hospital settles per encounter, or collects in a daily batch at
+    `batch_hour` (local time)."""
+    hospital = await Hospital.get_or_none(id=hospital_of(principal))
+    if hospital is None:
+        raise NotFound("no such hospital")
+    hospital.settlement_mode, hospital.batch_hour = mode, batch_hour
+    await hospital.save(update_fields=["settlement_mode", "batch_hour"])
+    return hospital

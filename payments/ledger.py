@@ -67,17 +67,42 @@ def transfer(key: str, kind: str, amounts: Mapping[str, int]) -> Transfer:
     return Transfer(key=key, kind=kind, postings=postings)
 
 
+def personal_current_account(subject_id: str) -> str:
+    """The resident's current-year personal medical account (当年账户) at the bureau."""
+    return f"personal_current:{subject_id}"
+
+
+def personal_accumulated_account(subject_id: str) -> str:
+    """The resident's accumulated personal medical account (历年账户) at the bureau."""
+    return f"personal_accumulated:{subject_id}"
+
+
+BUREAU_ACCOUNT_KINDS = (INSURANCE_FUND, "personal_current", "personal_accumulated")
+
+
 def settlement(
-    key: str, *, subject_id: str, hospital_id: str, insurance_fen: int, self_pay_fen: int
+    key: str,
+    *,
+    subject_id: str,
+    hospital_id: str,
+    insurance_fen: int,
+    self_pay_fen: int,
+    current_account_fen: int = 0,
+    accumulated_account_fen: int = 0,
 ) -> Transfer:
-    """Care is billed: the hospital is owed the total, split between the scheme and the
-    resident's credit."""
+    """Care is billed: the hospital is owed the total, each payer owes its part. The
+    bureau's part (`insurance_fen`) is the personal accounts' plus the fund's."""
+    fund = insurance_fen - current_account_fen - accumulated_account_fen
+    if fund < 0 or current_account_fen < 0 or accumulated_account_fen < 0:
+        raise UnbalancedTransfer(f"{key}: the bureau's parts exceed what it pays")
     return transfer(
         key,
         "settlement",
         {
             hospital_account(hospital_id): -(insurance_fen + self_pay_fen),
-            INSURANCE_FUND: insurance_fen,
+            INSURANCE_FUND: fund,
+            personal_current_account(subject_id): current_account_fen,
+            personal_accumulated_account(subject_id): accumulated_account_fen,
             resident_account(subject_id): self_pay_fen,
         },
     )

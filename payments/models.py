@@ -362,6 +362,7 @@ class SandboxInsured(Model):
 
     subject_id = fields.CharField(primary_key=True, max_length=64)
     category = fields.CharField(max_length=32)
+    behaviour = fields.CharField(max_length=16, default="")  # "", timeout_once, refuse
     medical_year = fields.IntField()  # the year the medical year (April-March) starts in
     current_account_fen = fields.BigIntField(default=0)
     accumulated_account_fen = fields.BigIntField(default=0)
@@ -400,3 +401,48 @@ class SandboxOperation(Model):
 
     class Meta:
         table = "payments_sandbox_operations"
+
+
+# -- credit scores and e-invoices (payments/credit.py, payments/invoices.py) -----------------
+
+
+class CreditScore(Model):
+    """The bureau's last answer for a credit account and the limit it earned (one per
+    account); `reasons` are the sentences the resident is shown."""
+
+    account_id = fields.CharField(primary_key=True, max_length=40)
+    tier = fields.CharField(max_length=16)
+    score = fields.IntField(null=True)
+    reasons: list[str] = fields.JSONField()
+    pending = fields.BooleanField(default=False)  # the bureau did not answer: provisional
+    checked_at = fields.DatetimeField()
+    next_check_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "payments_credit_scores"
+
+
+class Invoice(Model):
+    """A medical e-invoice (医疗收费电子票据): `blue` for a settled bill, `red` (冲红) for a
+    refund after settlement, referring to the blue one. `content` is the signed document;
+    the number is the row id (10 digits), so it is unique and never reused."""
+
+    id = fields.BigIntField(primary_key=True)
+    # bill:<bill id> or refund:<refund id>: one invoice per bill and per refund, ever.
+    issue_key = fields.CharField(max_length=80, unique=True)
+    kind = fields.CharField(max_length=8)  # InvoiceKind
+    code = fields.CharField(max_length=8)
+    check_code = fields.CharField(max_length=8)
+    bill_id = fields.CharField(max_length=40, db_index=True)
+    hospital_id = fields.CharField(max_length=40, db_index=True)
+    subject_id = fields.CharField(max_length=64, db_index=True)  # the patient
+    payer_subject_id = fields.CharField(max_length=64, db_index=True)
+    original_id = fields.BigIntField(null=True)  # red: the blue invoice it reverses
+    total_fen = fields.BigIntField()
+    content: dict[str, Any] = fields.JSONField()
+    kid = fields.CharField(max_length=80)
+    signature = fields.CharField(max_length=120)
+    issued_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "payments_invoices"

@@ -18,9 +18,59 @@ from payments.schemas import (
     EncounterListItem,
     EncounterOut,
     PatientOut,
+    QuoteLineOut,
+    QuoteOut,
     RefundOut,
+    SegmentsOut,
     SettlementOut,
 )
+
+
+def segments_out(bill: Bill) -> SegmentsOut:
+    return SegmentsOut(
+        self_paid_items_fen=bill.self_paid_items_fen,
+        current_account_fen=bill.current_account_fen,
+        self_segment_accumulated_fen=bill.self_segment_accumulated_fen,
+        self_segment_cash_fen=bill.self_segment_cash_fen,
+        fund_fen=bill.fund_fen,
+        copay_accumulated_fen=bill.copay_accumulated_fen,
+        copay_cash_fen=bill.copay_cash_fen,
+        rule_version=bill.rule_version,
+    )
+
+
+def encounter_status(encounter: Encounter) -> str:
+    """`settling` while closing has started but the bureau's answer is not booked yet."""
+    if encounter.status == "open" and encounter.closed_at is not None:
+        return "settling"
+    return str(encounter.status)
+
+
+def quote_out(quote: settlement.Quote) -> QuoteOut:
+    split, visit = quote.split, quote.visit
+    parts = split.parts()
+    return QuoteOut(
+        encounter_id=visit.encounter.id,
+        hospital_tier=visit.hospital.tier,
+        category=quote.category,
+        total_fen=split.total_fen,
+        insurance_fen=split.insurance_fen,
+        cash_fen=split.cash_fen,
+        credit_used_fen=split.cash_fen,
+        hold_fen=visit.encounter.hold_fen,
+        segments=SegmentsOut(**parts, rule_version=split.rule_version),
+        lines=[
+            QuoteLineOut(
+                charge_id=charge.charge_id,
+                item_code=item.item_code,
+                insurance_class=item.insurance_class,
+                amount_fen=amount,
+                insurance_fen=share.insurance_fen,
+                self_pay_fen=share.self_pay_fen,
+            )
+            for (charge, item, amount), share in zip(visit.billed, split.lines, strict=True)
+        ],
+    )
 
 
 def bill_out(bill: Bill, lines: list[BillLineOut] | None = None) -> BillOut:
@@ -32,6 +82,7 @@ def bill_out(bill: Bill, lines: list[BillLineOut] | None = None) -> BillOut:
         total_fen=bill.total_fen,
         insurance_fen=bill.insurance_fen,
         self_pay_fen=bill.self_pay_fen,
+        segments=segments_out(bill),
         refunded_insurance_fen=bill.refunded_insurance_fen,
         refunded_self_pay_fen=bill.refunded_self_pay_fen,
         collected_fen=bill.collected_fen,
@@ -69,12 +120,14 @@ def encounter_out(encounter: Encounter, patient: PatientOut | None = None) -> En
         id=encounter.id,
         hospital_id=encounter.hospital_id,
         department=encounter.department,
-        status=encounter.status,
+        status=encounter_status(encounter),
         hold_fen=encounter.hold_fen,
         charged_fen=encounter.charged_fen,
         opened_at=encounter.opened_at,
         closed_at=encounter.closed_at,
         patient=patient,
+        ec_token=encounter.ec_token if patient is not None else None,
+        ec_token_expires_at=encounter.ec_token_expires_at if patient is not None else None,
     )
 
 
@@ -85,6 +138,7 @@ def settlement_out(bill: Bill) -> SettlementOut:
         total_fen=bill.total_fen,
         insurance_fen=bill.insurance_fen,
         self_pay_fen=bill.self_pay_fen,
+        segments=segments_out(bill),
         status=settlement.settlement_status(bill),
     )
 
@@ -133,7 +187,7 @@ def encounter_list_item(row: encounters.DayEncounter) -> EncounterListItem:
     return EncounterListItem(
         id=e.id,
         department=e.department,
-        status=e.status,
+        status=encounter_status(e),
         hold_fen=e.hold_fen,
         charged_fen=e.charged_fen,
         opened_at=e.opened_at,

@@ -17,6 +17,7 @@ from payments import (
     encounters,
     errors,
     hospitals,
+    personas,
     refunds,
     settlement,
     statements,
@@ -27,6 +28,7 @@ from payments.responses import (
     credit_out,
     encounter_list_item,
     encounter_out,
+    quote_out,
     refund_out,
     settlement_out,
 )
@@ -47,9 +49,12 @@ from payments.schemas import (
     HospitalOut,
     PatientOut,
     PayIn,
+    QuoteOut,
     RefundIn,
     RefundOut,
     SettlementOut,
+    SettlementTimingIn,
+    SettlementTimingOut,
     StatementOut,
     StatementQuery,
     WebhookIn,
@@ -75,12 +80,36 @@ async def create_hospital(request: Request) -> Response:
     ctx = app_context(request)
     principal = await require(request, scopes.ADMIN)
     body = await read_json(request, HospitalIn)
-    registered = await hospitals.create_hospital(ctx, body.name, actor=principal)
+    registered = await hospitals.create_hospital(ctx, body.name, actor=principal, tier=body.tier)
     creds, hospital = registered.credentials, registered.hospital
     client = ClientCredentialsOut(
         client_id=creds.client_id, client_secret=creds.client_secret, scope=creds.scope
     )
-    return json_response(HospitalOut(id=hospital.id, name=hospital.name, client=client), 201)
+    out = HospitalOut(id=hospital.id, name=hospital.name, tier=hospital.tier, client=client)
+    return json_response(out, 201)
+
+
+@endpoint(
+    summary="Choose when bills are collected: at close, or in a daily batch at a local hour",
+    body=SettlementTimingIn,
+    response=SettlementTimingOut,
+    errors=[NotFound],
+    auth=scopes.ENCOUNTERS_WRITE,
+)
+async def set_settlement_timing(request: Request) -> Response:
+    principal = await require(request, scopes.ENCOUNTERS_WRITE)
+    body = await read_json(request, SettlementTimingIn)
+    hospital = await hospitals.set_settlement_timing(
+        principal, mode=body.settlement_mode, batch_hour=body.batch_hour
+    )
+    return json_response(
+        SettlementTimingOut(
+            hospital_id=hospital.id,
+            tier=hospital.tier,
+            settlement_mode=hospital.settlement_mode,
+            batch_hour=hospital.batch_hour,
+        )
+    )
 
 
 @endpoint(
@@ -128,7 +157,11 @@ async def statement(request: Request) -> Response:
     body=EnrollIn,
     response=CreditOut,
     status=201,
-    errors=[errors.AlreadyEnrolled, errors.PaymentMethodInvalid],
+    errors=[
+        errors.AlreadyEnrolled,
+        errors.PaymentMethodInvalid,
+        errors.InsuranceDeclarationRefused,
+    ],
     auth=scopes.RESIDENT,
 )
 async def enroll(request: Request) -> Response:
@@ -136,6 +169,9 @@ async def enroll(request: Request) -> Response:
     principal = await require(request, scopes.RESIDENT)
     body = await read_json(request, EnrollIn)
     insurance = body.insurance
+    if insurance is not None:
+        # Checked first: production refuses the declaration before anything is stored.
+        persona_of = await personas.check_declaration(ctx)
     summary = await credit.enroll(
         ctx,
         principal,
@@ -143,6 +179,8 @@ async def enroll(request: Request) -> Response:
         insured=insurance.insured if insurance else True,
         deductible_met_fen=insurance.deductible_met_fen if insurance else 0,
     )
+    if insurance is not None:
+        await persona_of(summary.account.subject_id, insurance)
     return json_response(credit_out(summary), 201)
 
 
@@ -168,6 +206,8 @@ async def credit_me(request: Request) -> Response:
     errors=[
         errors.CreditUnavailable,
         errors.CodeRejected,
+        errors.VoucherRejected,
+        errors.BureauUnavailable,
         IdempotencyKeyRequired,
         *IDEMPOTENT_ERRORS,
     ],
@@ -182,7 +222,11 @@ async def open_encounter(request: Request) -> Response:
 
     async def action() -> StoredResponse:
         opened = await encounters.open_encounter(
-            ctx, principal, code=body.code, department=body.department
+            ctx,
+            principal,
+            code=body.code,
+            department=body.department,
+            insurance_voucher=body.insurance_voucher,
         )
         patient = PatientOut(masked_name=opened.masked_name, age_group=opened.age_group)
         out = encounter_out(opened.encounter, patient)
@@ -263,7 +307,14 @@ async def post_charge(request: Request) -> Response:
 @endpoint(
     summary="Close and settle the encounter: split, bill, ledger, collect self-pay",
     response=SettlementOut,
-    errors=[NotFound, errors.ProviderUnavailable, IdempotencyKeyRequired, *IDEMPOTENT_ERRORS],
+    errors=[
+        NotFound,
+        errors.ProviderUnavailable,
+        errors.BureauUnavailable,
+        errors.InsuranceRulesMissing,
+        IdempotencyKeyRequired,
+        *IDEMPOTENT_ERRORS,
+    ],
     auth=scopes.ENCOUNTERS_WRITE,
     headers=IDEMPOTENCY,
     required_headers=[IDEMPOTENCY_HEADER],
@@ -277,6 +328,24 @@ async def close_encounter(request: Request) -> Response:
         return StoredResponse(200, settlement_out(bill).model_dump(mode="json"))
 
     return await idempotent_json(request, ctx, owner=principal.id, action=action)
+
+
+@endpoint(
+    summary="The split the bureau would settle now (hospital or patient); close settles it",
+    response=QuoteOut,
+    errors=[
+        NotFound,
+        errors.EncounterClosed,
+        errors.BureauUnavailable,
+        errors.InsuranceRulesMissing,
+    ],
+    auth=f"{scopes.ENCOUNTERS_WRITE} or {scopes.RESIDENT}",
+)
+async def quote_encounter(request: Request) -> Response:
+    ctx = app_context(request)
+    principal = await require(request, (scopes.ENCOUNTERS_WRITE, scopes.RESIDENT))
+    found = await settlement.quote_encounter(ctx, principal, request.path_params["encounter_id"])
+    return json_response(quote_out(found))
 
 
 @endpoint(
@@ -369,6 +438,8 @@ routes = [
     Route("/v1/encounters/{encounter_id:id}", get_encounter, methods=["GET"]),
     Route("/v1/encounters/{encounter_id:id}/charges", post_charge, methods=["POST"]),
     Route("/v1/encounters/{encounter_id:id}/close", close_encounter, methods=["POST"]),
+    Route("/v1/encounters/{encounter_id:id}/quote", quote_encounter, methods=["GET"]),
+    Route("/v1/hospitals/me/settlement", set_settlement_timing, methods=["PUT"]),
     Route("/v1/encounters/{encounter_id:id}/refunds", refund, methods=["POST"]),
     Route("/v1/bills", list_bills, methods=["GET"]),
     Route("/v1/bills/{bill_id:id}", get_bill, methods=["GET"]),

@@ -4,11 +4,13 @@ The enum values are the strings the database stores (no schema change); every st
 goes through its machine's `advance` (`app.states.Machine`), so a move the table does not list
 fails loudly.
 
-    encounter        open -> settled
-    bill             collecting -> paid | payment_pending | overdue (a declined manual payment)
+    encounter        open -> settled ("settling" is reported for an open one being closed)
+    bill             scheduled -> collecting (the daily batch) | paid (refunded to nothing)
+                     collecting -> paid | payment_pending | overdue (a declined manual payment)
                      payment_pending -> collecting | overdue | paid (refunded to nothing owed)
                      overdue -> collecting | paid
     collection       pending -> succeeded | declined
+    bureau settlement pending -> settled
     credit account   active <-> suspended
     outbox event     pending -> pending (retry later) | delivered | failed | skipped
 
@@ -28,6 +30,9 @@ from app.states import Machine as Machine
 
 class EncounterStatus(StrEnum):
     OPEN = "open"
+    # Reported, never stored: an open encounter whose closing has started (closed_at set)
+    # and whose bureau settlement is not booked yet. It takes no more charges.
+    SETTLING = "settling"
     SETTLED = "settled"
 
 
@@ -39,6 +44,7 @@ class ClosedBy(StrEnum):
 
 
 class BillStatus(StrEnum):
+    SCHEDULED = "scheduled"  # a daily-batch hospital's bill waiting for the batch
     COLLECTING = "collecting"  # a provider call under a recorded key is (or was) in flight
     PAYMENT_PENDING = "payment_pending"
     OVERDUE = "overdue"
@@ -46,7 +52,26 @@ class BillStatus(StrEnum):
 
 
 # Bills whose self-pay part is (or may still be) owed.
-UNPAID_BILLS = (BillStatus.COLLECTING, BillStatus.PAYMENT_PENDING, BillStatus.OVERDUE)
+UNPAID_BILLS = (
+    BillStatus.SCHEDULED,
+    BillStatus.COLLECTING,
+    BillStatus.PAYMENT_PENDING,
+    BillStatus.OVERDUE,
+)
+
+
+class BureauStatus(StrEnum):
+    """A `BureauSettlement`: pending until its answer is booked into a bill."""
+
+    PENDING = "pending"
+    SETTLED = "settled"
+
+
+class SettlementMode(StrEnum):
+    """When a hospital's bills are collected: at close, or in a daily batch."""
+
+    ENCOUNTER = "encounter"
+    DAILY = "daily"
 
 
 class SettlementStatus(StrEnum):
@@ -91,6 +116,7 @@ ENCOUNTER = Machine(
     EncounterStatus,
     {
         EncounterStatus.OPEN: frozenset({EncounterStatus.SETTLED}),
+        EncounterStatus.SETTLING: frozenset(),  # derived, see above
         EncounterStatus.SETTLED: frozenset(),
     },
 )
@@ -99,6 +125,7 @@ BILL = Machine(
     "bill",
     BillStatus,
     {
+        BillStatus.SCHEDULED: frozenset({BillStatus.COLLECTING, BillStatus.PAID}),
         BillStatus.COLLECTING: frozenset(
             {BillStatus.PAID, BillStatus.PAYMENT_PENDING, BillStatus.OVERDUE}
         ),

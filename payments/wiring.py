@@ -6,14 +6,15 @@ from typing import Any
 
 from app.context import AppContext
 from app.domain import Domain, Job
-from payments import tasks
+from payments import invoice_routes, tasks
 from payments.config import PaymentsRuntime
 from payments.hospitals import create_hospital
 from payments.routes import routes
 
 
 async def startup(ctx: AppContext) -> None:
-    ctx.provide(PaymentsRuntime.from_settings(ctx.settings))
+    ctx.provide(PaymentsRuntime.from_settings(ctx.settings, ctx.keys.secrets.get("webhooks")))
+    await invoice_routes.startup(ctx)  # e-invoices, credit limits, family credit
 
 
 async def seed_demo(ctx: AppContext, credentials: dict[str, Any]) -> dict[str, Any]:
@@ -25,7 +26,7 @@ async def seed_demo(ctx: AppContext, credentials: dict[str, Any]) -> dict[str, A
 
 DOMAIN = Domain(
     name="payments",
-    routes=routes,
+    routes=[*routes, *invoice_routes.routes],
     startup=startup,
     jobs=[
         Job("payments-auto-close", 60, tasks.auto_close_stale),
@@ -33,6 +34,7 @@ DOMAIN = Domain(
         Job("payments-resume-collections", 3, tasks.resume_collections),
         Job("payments-collections", 30, tasks.run_collections),
         Job("payments-webhooks", 5, tasks.deliver_webhooks),
+        *invoice_routes.jobs,
     ],
     seed_demo=seed_demo,
 )

@@ -90,6 +90,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('subject_id', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=64)),
                 ('category', fields.CharField(max_length=32)),
+                ('behaviour', fields.CharField(default='', max_length=16)),
                 ('medical_year', fields.IntField()),
                 ('current_account_fen', fields.BigIntField(default=0)),
                 ('accumulated_account_fen', fields.BigIntField(default=0)),

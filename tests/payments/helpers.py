@@ -60,9 +60,14 @@ async def relogged(client: httpx.AsyncClient, ctx: AppContext, person: Resident)
     )
 
 
-async def hospital(client: httpx.AsyncClient, ctx: AppContext, name: str = "中山医院") -> Hospital:
+async def hospital(
+    client: httpx.AsyncClient, ctx: AppContext, name: str = "中山医院", tier: int = 2
+) -> Hospital:
+    """A hospital, of tier 2 (二级) by default: with the default patient the fund pays 70 %."""
     admin = await machine(client, ctx, "admin")
-    created = await client.post("/v1/hospitals", json={"name": name}, headers=admin.headers)
+    created = await client.post(
+        "/v1/hospitals", json={"name": name, "tier": tier}, headers=admin.headers
+    )
     assert created.status_code == 201, created.text
     body = created.json()
     creds = body["client"]
@@ -78,17 +83,23 @@ async def patient(
     *,
     payment_method: str = "pm_sandbox_ok",
     insured: bool = True,
-    deductible_met_fen: int = 20_000,
+    deductible_met_fen: int = 150_000,
+    persona: str = "employee_45",
+    **standing: int,
 ) -> Resident:
-    """An enrolled resident; by default the annual deductible is already met, so splits
-    are easy to read (70 % of eligible spending)."""
+    """An enrolled resident with a sandbox bureau persona: by default an employee of 45+
+    whose deductible (1,500 yuan) is already met and whose personal accounts are empty, so
+    at a tier-2 hospital splits are easy to read (the fund pays 70 % of what is covered)."""
     person = await resident(client, ctx)
+    insurance = {
+        "insured": insured,
+        "persona": persona if insured else "uninsured",
+        "deductible_met_fen": deductible_met_fen,
+        **standing,
+    }
     enrolled = await client.post(
         "/v1/credit/enroll",
-        json={
-            "payment_method": payment_method,
-            "insurance": {"insured": insured, "deductible_met_fen": deductible_met_fen},
-        },
+        json={"payment_method": payment_method, "insurance": insurance},
         headers=person.headers,
     )
     assert enrolled.status_code == 201, enrolled.text
@@ -235,7 +246,13 @@ async def check_books() -> None:
                 ledger.hospital_account(b.hospital_id),
                 -(b.total_fen - b.refunded_insurance_fen - b.refunded_self_pay_fen),
             ),
-            (ledger.INSURANCE_FUND, b.insurance_fen - b.refunded_insurance_fen),
+            # The bureau's side: fund and personal accounts (refunds come back to the fund).
+            (ledger.INSURANCE_FUND, b.fund_fen - b.refunded_insurance_fen),
+            (ledger.personal_current_account(b.subject_id), b.current_account_fen),
+            (
+                ledger.personal_accumulated_account(b.subject_id),
+                b.self_segment_accumulated_fen + b.copay_accumulated_fen,
+            ),
             (ledger.PROVIDER_CLEARING, b.collected_fen - b.paid_out_fen),
         ):
             expected[account] = expected.get(account, 0) + amount

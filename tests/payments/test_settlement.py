@@ -56,15 +56,17 @@ async def test_deductible_is_counted_across_encounters_of_the_year(
     client: httpx.AsyncClient, ctx: AppContext
 ) -> None:
     where = await hospital(client, ctx)
-    person = await patient(client, ctx, deductible_met_fen=0)  # 200 yuan deductible left
+    # 200 yuan of the 1,500 yuan deductible left at the bureau.
+    person = await patient(client, ctx, deductible_met_fen=130_000)
     first = await open_encounter(client, where, person)
     await charge(client, where, first["id"], [item(15_000)])
     one = (await close(client, where, first["id"])).json()
-    assert one["insurance_fen"] == 0
+    assert one["insurance_fen"] == 0 and one["segments"]["self_segment_cash_fen"] == 15_000
     second = await open_encounter(client, where, person)
     await charge(client, where, second["id"], [item(15_000)])
     two = (await close(client, where, second["id"])).json()
     assert two["insurance_fen"] == 10_000 * 70 // 100  # 5,000 fill the deductible
+    assert two["segments"]["self_segment_cash_fen"] == 5_000
 
 
 async def test_declined_collection_leaves_payment_pending_and_is_retried_on_schedule(
@@ -212,16 +214,26 @@ async def test_concurrent_duplicates_of_one_close_are_answered_in_progress_or_re
     assert await LedgerTransfer.filter(kind="settlement").count() == 1
 
 
-async def test_deductible_starts_again_in_a_new_year(
+async def test_deductible_starts_again_in_a_new_medical_year_in_april(
     client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
 ) -> None:
+    """The medical year runs April to March: January is still last April's year, April 1st
+    starts a new one with the whole deductible (1,500 yuan) to fill again."""
+    clock.set(clock.now().replace(month=5, day=2))
     where = await hospital(client, ctx)
-    person = await patient(client, ctx, deductible_met_fen=0)
+    person = await patient(client, ctx, deductible_met_fen=140_000)  # 100 yuan left
     first = await open_encounter(client, where, person)
     await charge(client, where, first["id"], [item(30_000)])
-    assert (await close(client, where, first["id"])).json()["insurance_fen"] == 7_000
+    assert (await close(client, where, first["id"])).json()["insurance_fen"] == 14_000
     clock.set(clock.now().replace(year=clock.now().year + 1, month=1, day=2))
     where, person = await refreshed(client, where), await relogged(client, ctx, person)
-    second = await open_encounter(client, where, person)
-    await charge(client, where, second["id"], [item(30_000)])
-    assert (await close(client, where, second["id"])).json()["insurance_fen"] == 7_000
+    january = await open_encounter(client, where, person)
+    await charge(client, where, january["id"], [item(30_000)])
+    assert (await close(client, where, january["id"])).json()["insurance_fen"] == 21_000
+    clock.set(clock.now().replace(month=4, day=1))
+    where, person = await refreshed(client, where), await relogged(client, ctx, person)
+    april = await open_encounter(client, where, person)
+    await charge(client, where, april["id"], [item(30_000)])
+    settled = (await close(client, where, april["id"])).json()
+    assert settled["insurance_fen"] == 0
+    assert settled["segments"]["self_segment_cash_fen"] == 30_000

@@ -1,0 +1,303 @@
+"""The medical-insurance bureau as a provider (`SUISHEN_INSURANCE_BUREAU`), and its `sandbox`.
+
+The hospital reads the patient's e-voucher (医保电子凭证) or our code; the bureau answers
+with a short-lived `ec_token` bound to the visit. With it: the insured person's standing,
+a pre-settlement (nothing changes), a settlement (idempotent by our key: asking again
+returns the first one) and its reversal.
+
+Failures: `BureauTimeout` (the answer is unknown; ask again with the same key),
+`BureauDown` (nothing was done; try later), `BureauRefused` (a definite no, with `reason`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from payments import segments
+from payments.models import SandboxBureauOperation, SandboxInsured
+
+TOKEN_PREFIX = "ect1."  # noqa: S105 (a format marker, not a secret)
+
+
+class BureauError(Exception):
+    """Base of the bureau's failures."""
+
+
+class BureauTimeout(BureauError):
+    """No answer in time: the settlement may or may not have happened; ask again."""
+
+
+class BureauDown(BureauError):
+    """The bureau refused the connection: nothing happened; try again later."""
+
+
+class BureauRefused(BureauError):
+    """A definite refusal (`reason`: token_invalid, token_expired, not_insured, ...)."""
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class EcToken:
+    token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a settlement is asked for: the visit's lines at a hospital of a tier."""
+
+    lines: Sequence[segments.Line]
+    tier: int
+
+
+class InsuranceBureau(Protocol):
+    name: str
+
+    async def authorize(
+        self,
+        *,
+        subject_id: str,
+        visit_id: str,
+        hospital_id: str,
+        voucher: str | None,
+        now: datetime,
+    ) -> EcToken:
+        """Read the e-voucher (or trust our code's subject) and bind a token to the visit."""
+
+    async def standing(self, *, ec_token: str, visit_id: str, now: datetime) -> segments.Standing:
+        """The insured person's category, balances and year-to-date use."""
+
+    async def pre_settle(
+        self, *, ec_token: str, visit_id: str, claim: Claim, now: datetime
+    ) -> segments.Segments:
+        """The split the bureau would settle now; changes nothing."""
+
+    async def settle(
+        self, *, key: str, ec_token: str, visit_id: str, claim: Claim, now: datetime
+    ) -> segments.Segments:
+        """Settle once per `key`; asking again returns the first settlement."""
+
+    async def reverse(self, *, key: str, settlement_key: str, now: datetime) -> None:
+        """Undo a settlement (idempotent by `key`): accounts and year-to-date use restored."""
+
+
+# The sandbox's test personas: a category and balances, or a failure mode. Enrolment may
+# name one in the sandbox only (docs/payments.md lists them).
+PERSONAS: dict[str, dict[str, int | str]] = {
+    "employee": {"category": "employee"},
+    "employee_45": {"category": "employee_45"},
+    "retired": {"category": "retired"},
+    "retired_before_2001": {"category": "retired_before_2001"},
+    "uninsured": {"category": "uninsured"},
+    # Settles at the bureau on the first attempt of each key but answers with a timeout.
+    "timeout": {"category": "employee", "behaviour": "timeout_once"},
+    # Refuses every settlement: the person's insurance is suspended (欠费停保).
+    "suspended": {"category": "employee", "behaviour": "refuse"},
+}
+DEFAULT_PERSONA = "employee"
+
+
+class SandboxBureau:
+    """Behaves like the bureau's test environment, keeping its books in its own tables.
+
+    `down=True` (SUISHEN_BUREAU_SANDBOX_DOWN=1, or set on the running instance) makes
+    every call fail with `BureauDown`, as when the bureau's front end is unreachable.
+    """
+
+    name = "sandbox"
+
+    def __init__(self, key: bytes, *, token_ttl: timedelta = timedelta(hours=2)) -> None:
+        self._key = hmac.new(key, b"insurance-bureau-sandbox", hashlib.sha256).digest()
+        self.token_ttl = token_ttl
+        self.down = False
+
+    # -- tokens -------------------------------------------------------------------------
+
+    async def authorize(
+        self,
+        *,
+        subject_id: str,
+        visit_id: str,
+        hospital_id: str,
+        voucher: str | None,
+        now: datetime,
+    ) -> EcToken:
+        self._reachable()
+        if voucher is not None and not voucher.startswith("sbv:"):
+            raise BureauRefused("voucher_invalid", "the e-voucher did not read")
+        person = voucher[4:] if voucher is not None else subject_id
+        expires = now + self.token_ttl
+        claims = {"p": person, "v": visit_id, "h": hospital_id, "e": int(expires.timestamp())}
+        body = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode())
+        mac = hmac.new(self._key, body, hashlib.sha256).hexdigest()[:32]
+        return EcToken(f"{TOKEN_PREFIX}{body.decode()}.{mac}", expires)
+
+    def _person(self, ec_token: str, visit_id: str, now: datetime) -> str:
+        body, _, mac = ec_token.removeprefix(TOKEN_PREFIX).rpartition(".")
+        expected = hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()[:32]
+        if not ec_token.startswith(TOKEN_PREFIX) or not hmac.compare_digest(mac, expected):
+            raise BureauRefused("token_invalid", "the ec_token is not the bureau's")
+        claims = json.loads(base64.urlsafe_b64decode(body))
+        if claims["v"] != visit_id:
+            raise BureauRefused("token_invalid", "the ec_token belongs to another visit")
+        if claims["e"] < now.timestamp():
+            raise BureauRefused("token_expired", "the ec_token expired; read the voucher again")
+        person: str = claims["p"]
+        return person
+
+    def _reachable(self) -> None:
+        if self.down:
+            raise BureauDown("the sandbox bureau is down")
+
+    # -- the books ------------------------------------------------------------------------
+
+    async def enrol_persona(
+        self, subject_id: str, persona: str, now: datetime, **standing: int
+    ) -> None:
+        """Set a test person's standing (sandbox only)."""
+        spec = PERSONAS[persona]
+        rules = segments.rules_for(now.date())
+        values = {
+            "category": spec["category"],
+            "behaviour": spec.get("behaviour", ""),
+            "medical_year": rules.medical_year(now.date()),
+            "current_account_fen": standing.get("current_account_fen", 0),
+            "accumulated_account_fen": standing.get("accumulated_account_fen", 0),
+            "deductible_used_fen": standing.get("deductible_used_fen", 0),
+            "fund_used_fen": standing.get("fund_used_fen", 0),
+            "updated_at": now,
+        }
+        await SandboxInsured.update_or_create(defaults=values, subject_id=subject_id)
+
+    async def _row(self, person: str, now: datetime) -> SandboxInsured:
+        row = await SandboxInsured.get_or_none(subject_id=person)
+        if row is None:
+            row = SandboxInsured(subject_id=person, category=DEFAULT_PERSONA, behaviour="")
+            row.medical_year = segments.rules_for(now.date()).medical_year(now.date())
+        return row
+
+    @staticmethod
+    def _standing(row: SandboxInsured, now: datetime) -> segments.Standing:
+        rules = segments.rules_for(now.date())
+        new_year = row.medical_year != rules.medical_year(now.date())
+        # A new medical year: the deductible and the fund's cap start again from nothing.
+        return segments.Standing(
+            category=row.category if row.category != "uninsured" else DEFAULT_PERSONA,
+            current_account_fen=row.current_account_fen,
+            accumulated_account_fen=row.accumulated_account_fen,
+            deductible_used_fen=0 if new_year else row.deductible_used_fen,
+            fund_used_fen=0 if new_year else row.fund_used_fen,
+            insured=row.category != "uninsured",
+        )
+
+    async def standing(self, *, ec_token: str, visit_id: str, now: datetime) -> segments.Standing:
+        self._reachable()
+        person = self._person(ec_token, visit_id, now)
+        return self._standing(await self._row(person, now), now)
+
+    async def pre_settle(
+        self, *, ec_token: str, visit_id: str, claim: Claim, now: datetime
+    ) -> segments.Segments:
+        standing = await self.standing(ec_token=ec_token, visit_id=visit_id, now=now)
+        return segments.split(claim.lines, standing, claim.tier, segments.rules_for(now.date()))
+
+    async def settle(
+        self, *, key: str, ec_token: str, visit_id: str, claim: Claim, now: datetime
+    ) -> segments.Segments:
+        self._reachable()
+        done = await SandboxBureauOperation.get_or_none(key=key)
+        if done is not None:
+            return await self._again(done)
+        person = self._person(ec_token, visit_id, now)
+        rules = segments.rules_for(now.date())
+        async with in_transaction():
+            row = await SandboxInsured.filter(subject_id=person).select_for_update().first()
+            if row is None:
+                await self.enrol_persona(person, DEFAULT_PERSONA, now)
+                row = await SandboxInsured.filter(subject_id=person).select_for_update().get()
+            if row.behaviour == "refuse":
+                raise BureauRefused("insurance_suspended", "the person's insurance is suspended")
+            before = self._standing(row, now)
+            result = segments.split(claim.lines, before, claim.tier, rules)
+            try:
+                await SandboxBureauOperation.create(
+                    key=key,
+                    kind="settle",
+                    subject_id=person,
+                    result=result.to_json(),
+                    created_at=now,
+                )
+            except IntegrityError:
+                return await self._again(await SandboxBureauOperation.get(key=key))
+            await self._store(
+                row, segments.apply(before, result), rules.medical_year(now.date()), now
+            )
+        if row.behaviour == "timeout_once":
+            raise BureauTimeout(f"the sandbox bureau settled {key} but the answer was lost")
+        return result
+
+    async def _again(self, done: SandboxBureauOperation) -> segments.Segments:
+        if done.kind != "settle":
+            raise BureauRefused("key_reused", f"key {done.key} was used for a {done.kind}")
+        await SandboxBureauOperation.filter(key=done.key).update(attempts=done.attempts + 1)
+        return segments.Segments.from_json(done.result)
+
+    @staticmethod
+    async def _store(
+        row: SandboxInsured, after: segments.Standing, year: int, now: datetime
+    ) -> None:
+        row.current_account_fen = after.current_account_fen
+        row.accumulated_account_fen = after.accumulated_account_fen
+        row.deductible_used_fen = after.deductible_used_fen
+        row.fund_used_fen = after.fund_used_fen
+        row.medical_year = year
+        row.updated_at = now
+        await row.save()
+
+    async def reverse(self, *, key: str, settlement_key: str, now: datetime) -> None:
+        self._reachable()
+        if await SandboxBureauOperation.exists(key=key):
+            return
+        settled = await SandboxBureauOperation.get_or_none(key=settlement_key, kind="settle")
+        if settled is None:
+            raise BureauRefused("no_such_settlement", f"nothing was settled under {settlement_key}")
+        result = segments.Segments.from_json(settled.result)
+        async with in_transaction():
+            row = (
+                await SandboxInsured.filter(subject_id=settled.subject_id).select_for_update().get()
+            )
+            try:
+                await SandboxBureauOperation.create(
+                    key=key,
+                    kind="reverse",
+                    subject_id=settled.subject_id,
+                    result={},
+                    created_at=now,
+                )
+            except IntegrityError:
+                return
+            row.current_account_fen += result.current_account_fen
+            row.accumulated_account_fen += result.accumulated_fen
+            row.deductible_used_fen -= result.deductible_applied_fen
+            row.fund_used_fen -= result.fund_fen
+            row.updated_at = now
+            await row.save()
+
+
+def create_bureau(name: str, key: bytes) -> InsuranceBureau:
+    if name == "sandbox":
+        return SandboxBureau(key)
+    raise ValueError(f"unknown insurance bureau {name!r}")
