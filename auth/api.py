@@ -10,6 +10,7 @@ from auth import scopes
 from auth.authz import require
 from auth.clients import ClientCredentials, create_client, rotate_client
 from auth.errors import IdentityRequired
+from auth.kiosk import KioskInfo, audit_kiosk_action, kiosk_info
 from auth.principal import Principal
 from auth.residents import (
     SubjectProfile,
@@ -24,12 +25,15 @@ from auth.schemas import SubjectId
 __all__ = [
     "ClientCredentials",
     "IdentityRequired",
+    "KioskInfo",
     "Principal",
     "SubjectId",
     "SubjectProfile",
+    "audit_kiosk_action",
     "create_client",
     "dependents_of",
     "guardians_of",
+    "kiosk_info",
     "require",
     "rotate_client",
     "scopes",

@@ -17,6 +17,8 @@ from auth.errors import (
     ClientDisabled,
     ClientNotFound,
     InvalidClient,
+    LocationNotAllowed,
+    LocationRequired,
     TenantNotAllowed,
     TenantRequired,
 )
@@ -36,6 +38,7 @@ class ClientCredentials:
     scope: str
     kind: str
     tenant_id: str | None
+    location: str | None = None
 
 
 def _new_secret() -> str:
@@ -53,8 +56,10 @@ async def create_client(
     *,
     actor: Principal | str,
     request_id: str | None = None,
+    location: str | None = None,
 ) -> ClientCredentials:
-    """Create a machine client; the secret is returned here only and stored hashed."""
+    """Create a machine client; the secret is returned here only and stored hashed. A kiosk
+    names its `location` (printed on what it issues); no other kind has one."""
     if kind not in sc.CLIENT_KINDS:
         raise ValueError(f"unknown client kind {kind!r}")
     client_kind = PrincipalKind(kind)
@@ -62,6 +67,11 @@ async def create_client(
         raise TenantRequired(f"a {kind} client belongs to one {_tenant_word(client_kind)}")
     if client_kind not in sc.TENANT_KINDS and tenant_id:
         raise TenantNotAllowed(f"a {kind} client is platform-wide")
+    location = location.strip() if location else None
+    if client_kind in sc.LOCATED_KINDS and not location:
+        raise LocationRequired(f"a {kind} client says where it stands")
+    if client_kind not in sc.LOCATED_KINDS and location:
+        raise LocationNotAllowed(f"a {kind} client has no location")
     now = ctx.clock.now()
     secret = _new_secret()
     scope = sc.render(sc.KIND_SCOPES[client_kind])
@@ -73,12 +83,13 @@ async def create_client(
         secret_hash=store.sha256_hex(secret),
         created_at=now,
         created_by=_actor_id(actor)[:64],
+        location=location,
     )
     await audit(
         "client_created", now=now, actor=_actor_id(actor), target=client.id,
         request_id=request_id, detail={"kind": kind, "tenant_id": tenant_id},
     )  # fmt: skip
-    return ClientCredentials(client.id, secret, scope, client_kind.value, tenant_id)
+    return ClientCredentials(client.id, secret, scope, client_kind.value, tenant_id, location)
 
 
 def _tenant_word(kind: PrincipalKind) -> str:
@@ -112,7 +123,9 @@ async def rotate_client(
     await store.mark_client_generation(ctx, client.id, client.generation)
     await audit("client_rotated", now=now, actor=_actor_id(actor), target=client.id,
                 request_id=request_id)  # fmt: skip
-    return ClientCredentials(client.id, secret, client.scope, client.kind, client.tenant_id)
+    return ClientCredentials(
+        client.id, secret, client.scope, client.kind, client.tenant_id, client.location
+    )
 
 
 async def disable_client(

@@ -15,12 +15,15 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["create"])
     parser.add_argument("--kind", required=True, choices=[kind.value for kind in sc.CLIENT_KINDS])
     parser.add_argument("--tenant", help="venue id (gate, operator) or hospital id (hospital)")
+    parser.add_argument("--location", help="where a kiosk stands (printed on its cards)")
     parser.add_argument("--json", action="store_true", help="print JSON (the only format)")
 
 
 async def run_clients(ctx: AppContext, args: argparse.Namespace) -> int:
     try:
-        creds = await create_client(ctx, args.kind, args.tenant, actor="cli")
+        creds = await create_client(
+            ctx, args.kind, args.tenant, actor="cli", location=args.location
+        )
     except Problem as exc:
         print(f"suishen: {exc.code}: {exc.detail}")
         return 2
@@ -32,6 +35,7 @@ async def run_clients(ctx: AppContext, args: argparse.Namespace) -> int:
                 "scope": creds.scope,
                 "kind": creds.kind,
                 "tenant_id": creds.tenant_id,
+                "location": creds.location,
             }
         )
     )

@@ -4,6 +4,7 @@ the config plus the long-lived objects, built once in `wiring.startup`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from app.context import AppContext
 from app.settings import int_knob
@@ -21,6 +22,11 @@ class AuthConfig:
     otp_per_ip_hour: int = 30
     client_failures_per_client: int = 10
     client_failures_per_ip: int = 50
+    # Kiosks: how long a resident's delegated token lives, identifications a kiosk may
+    # attempt a minute, failed identifications of one ID number an hour (any kiosk).
+    kiosk_session: timedelta = timedelta(minutes=5)
+    kiosk_identify_per_minute: int = 10
+    kiosk_failures_per_id_hour: int = 5
     # Addresses the per-IP limits do not count (loopback outside production by default:
     # in development and tests every request comes from 127.0.0.1).
     rate_limit_exempt_ips: frozenset[str] = frozenset()
@@ -41,6 +47,11 @@ class AuthConfig:
             otp_per_ip_hour=number("SUISHEN_OTP_PER_IP_HOUR", 30),
             client_failures_per_client=number("SUISHEN_CLIENT_FAILURES_PER_CLIENT", 10),
             client_failures_per_ip=number("SUISHEN_CLIENT_FAILURES_PER_IP", 50),
+            kiosk_session=timedelta(
+                seconds=int_knob(extra, "SUISHEN_KIOSK_SESSION_S", 300, low=30, high=900)
+            ),
+            kiosk_identify_per_minute=number("SUISHEN_KIOSK_IDENTIFY_PER_MINUTE", 10),
+            kiosk_failures_per_id_hour=number("SUISHEN_KIOSK_FAILURES_PER_ID_HOUR", 5),
             rate_limit_exempt_ips=exempt,
         )
 

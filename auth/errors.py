@@ -26,6 +26,10 @@ Problem (app.errors)
  ├── ClientNotFound          404 not_found            no such machine client
  ├── DependentNotFound       404 not_found            not a dependent of this resident
  ├── ClientDisabled          409 client_disabled      a disabled client cannot be rotated
+ ├── LocationRequired        422 location_required    kiosk client without its location
+ ├── LocationNotAllowed      422 location_not_allowed a location on a kind that has none
+ ├── IdentificationFailed    401 identification_failed  name and ID number open no account here
+ ├── KioskSessionNotFound    404 not_found            no such pending/active session of this kiosk
  └── Conflict                409 conflict             a concurrent rotation of the same client won
 """
 
@@ -45,11 +49,15 @@ __all__ = [
     "DependentsLimit",
     "Forbidden",
     "IdNumberInvalid",
+    "IdentificationFailed",
     "IdentityAlreadyBound",
     "IdentityMismatch",
     "IdentityRequired",
     "IdentityTaken",
     "InvalidClient",
+    "KioskSessionNotFound",
+    "LocationNotAllowed",
+    "LocationRequired",
     "NameInvalid",
     "OtpInvalid",
     "PhoneInvalid",
@@ -193,3 +201,30 @@ class ClientDisabled(Problem):
     """A disabled client stays disabled: create a new one instead of rotating it."""
 
     status, code, title = 409, "client_disabled", "The client is disabled"
+
+
+class LocationRequired(Problem):
+    """A kiosk says where it stands: its location is printed on the cards it issues."""
+
+    status, code, title = 422, "location_required", "A kiosk client needs its location"
+
+
+class LocationNotAllowed(Problem):
+    """Only kiosks have a location."""
+
+    status, code, title = 422, "location_not_allowed", "This kind of client has no location"
+
+
+class IdentificationFailed(Problem):
+    """The name and ID number read at a kiosk do not open an account here. The same answer
+    for an unknown number, a wrong name and a person without an account of their own, so
+    a kiosk learns nothing about who exists."""
+
+    status, code, title = 401, "identification_failed", "Identification failed"
+
+
+class KioskSessionNotFound(NotFound):
+    """No pending (or active) session of this kiosk with this id: unknown, another kiosk's,
+    ended or expired."""
+
+    title = "No such kiosk session"

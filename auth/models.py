@@ -104,7 +104,7 @@ class RefreshToken(Model):
 
 
 class Client(Model):
-    """A machine client (gate, hospital, authority, operator, admin)."""
+    """A machine client (gate, hospital, authority, operator, admin, kiosk)."""
 
     id = fields.CharField(max_length=40, primary_key=True)
     kind = fields.CharField(max_length=16)
@@ -117,9 +117,29 @@ class Client(Model):
     created_by = fields.CharField(max_length=64)
     rotated_at = fields.DatetimeField(null=True)
     disabled_at = fields.DatetimeField(null=True)
+    # Where a kiosk stands (printed on its cards and slips); None for other kinds.
+    location = fields.CharField(max_length=100, null=True)
 
     class Meta:
         table = "auth_client"
+
+
+class KioskSession(Model):
+    """A resident identified at a kiosk: pending until the OTP is confirmed, then its
+    delegated access token lives until `expires_at` or until the session ends."""
+
+    id = fields.CharField(max_length=32, primary_key=True)
+    kiosk_id = fields.CharField(max_length=40, db_index=True)
+    account_id = fields.CharField(max_length=32, db_index=True)
+    subject_id = fields.CharField(max_length=32)
+    started_at = fields.DatetimeField()
+    # Pending: the OTP must come before this; active: the token's expiry.
+    expires_at = fields.DatetimeField()
+    confirmed_at = fields.DatetimeField(null=True)
+    ended_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "auth_kiosk_session"
 
 
 class AuditEvent(Model):

@@ -98,19 +98,15 @@ async def login(ctx: AppContext, phone_raw: str, otp: str, meta: RequestMeta) ->
     phone = _phone(phone_raw)
     now = ctx.clock.now()
     phone_index = rt.cipher.blind_index(phone, field="phone")
-    outcome = await ctx.kv.eval(
-        store.OTP_CHECK,
-        [store.otp_key(ctx, phone_index)],
-        [_otp_digest(rt, phone, otp.strip()), store.epoch_ms(now), OTP_MAX_TRIES],
-    )
-    if int(outcome) != OtpOutcome.ACCEPTED:
+    outcome = await consume_otp(ctx, phone, otp)
+    if outcome != OtpOutcome.ACCEPTED:
         await audit(
             "login_failed",
             now=now,
             actor=f"phone:{phone_index[:16]}",
             request_id=meta.request_id,
             ip=meta.ip,
-            detail={"reason": _refusal(int(outcome))},
+            detail={"reason": _refusal(outcome)},
         )
         raise OtpInvalid("the code is wrong, expired or already used; request a new one")
     account = await _account_for_phone(rt, phone, phone_index, now)
@@ -119,6 +115,19 @@ async def login(ctx: AppContext, phone_raw: str, otp: str, meta: RequestMeta) ->
     pair = await start_session(ctx, account, now)
     await audit("login", now=now, actor=account.id, request_id=meta.request_id, ip=meta.ip)
     return pair
+
+
+async def consume_otp(ctx: AppContext, phone: str, otp: str) -> int:
+    """Check the code sent to `phone` (normalised) and consume it if right, in one atomic
+    step; the fifth wrong try burns it. An `OtpOutcome` value."""
+    rt = ctx.runtime(AuthRuntime)
+    phone_index = rt.cipher.blind_index(phone, field="phone")
+    outcome = await ctx.kv.eval(
+        store.OTP_CHECK,
+        [store.otp_key(ctx, phone_index)],
+        [_otp_digest(rt, phone, otp.strip()), store.epoch_ms(ctx.clock.now()), OTP_MAX_TRIES],
+    )
+    return int(outcome)
 
 
 def _refusal(outcome: int) -> str:

@@ -9,7 +9,7 @@ from starlette.routing import Route
 from app.context import app_context
 from app.errors import Conflict, RateLimited
 from app.http import endpoint, json_response, read_json
-from auth import clients, otp, residents, sessions
+from auth import clients, kiosk, otp, residents, sessions
 from auth import scopes as sc
 from auth.audit import RequestMeta
 from auth.authz import require
@@ -21,12 +21,16 @@ from auth.errors import (
     ConsentRequired,
     DependentIsSelf,
     DependentsLimit,
+    IdentificationFailed,
     IdentityAlreadyBound,
     IdentityMismatch,
     IdentityRequired,
     IdentityTaken,
     IdNumberInvalid,
     InvalidClient,
+    KioskSessionNotFound,
+    LocationNotAllowed,
+    LocationRequired,
     NameInvalid,
     OtpInvalid,
     PhoneInvalid,
@@ -48,6 +52,11 @@ from auth.schemas import (
     DependentOut,
     DependentRequest,
     IdentityRequest,
+    KioskChallengeOut,
+    KioskConfirmRequest,
+    KioskIdentifyRequest,
+    KioskSessionEnded,
+    KioskTokenOut,
     LoggedOut,
     LoginRequest,
     OtpRequest,
@@ -160,6 +169,7 @@ def _credentials(creds: clients.ClientCredentials) -> ClientCredentialsOut:
         scope=creds.scope,
         kind=creds.kind,
         tenant_id=creds.tenant_id,
+        location=creds.location,
     )
 
 
@@ -168,7 +178,7 @@ def _credentials(creds: clients.ClientCredentials) -> ClientCredentialsOut:
     body=ClientCreate,
     response=ClientCredentialsOut,
     status=201,
-    errors=[TenantRequired, TenantNotAllowed],
+    errors=[TenantRequired, TenantNotAllowed, LocationRequired, LocationNotAllowed],
     auth=sc.ADMIN,
     tags=TAGS,
 )
@@ -177,7 +187,7 @@ async def post_client(request: Request) -> Response:
     body = await read_json(request, ClientCreate)
     creds = await clients.create_client(
         app_context(request), body.kind, body.tenant_id, actor=principal,
-        request_id=_meta(request).request_id,
+        request_id=_meta(request).request_id, location=body.location,
     )  # fmt: skip
     return json_response(_credentials(creds), status=201, headers=NO_STORE)
 
@@ -213,7 +223,7 @@ async def post_client_disable(request: Request) -> Response:
     )  # fmt: skip
     return json_response(
         ClientOut(client_id=client.id, kind=client.kind, tenant_id=client.tenant_id,
-                  scope=client.scope,
+                  scope=client.scope, location=client.location,
                   disabled=ClientStatus.of(client) is ClientStatus.DISABLED)
     )  # fmt: skip
 
@@ -334,6 +344,71 @@ async def post_consent(request: Request) -> Response:
     )
 
 
+@endpoint(
+    summary="Kiosk: identify a resident by ID card (name and number); an OTP goes to their phone",
+    body=KioskIdentifyRequest,
+    response=KioskChallengeOut,
+    status=201,
+    errors=[IdentificationFailed, RateLimited],
+    auth=sc.KIOSK_SESSIONS,
+    tags=TAGS,
+)
+async def post_kiosk_session(request: Request) -> Response:
+    principal = await require(request, sc.KIOSK_SESSIONS)
+    body = await read_json(request, KioskIdentifyRequest)
+    challenge = await kiosk.identify(
+        app_context(request), principal, body.name, body.id_number, _meta(request)
+    )
+    out = KioskChallengeOut(
+        session_id=challenge.session_id,
+        otp_sent_to=challenge.phone_masked,
+        expires_at=challenge.expires_at,
+        debug_code=challenge.debug_code,
+    )
+    return json_response(out, status=201, headers=NO_STORE)
+
+
+@endpoint(
+    summary="Kiosk: confirm the OTP; a short-lived token acting for that resident only",
+    body=KioskConfirmRequest,
+    response=KioskTokenOut,
+    errors=[KioskSessionNotFound, OtpInvalid],
+    auth=sc.KIOSK_SESSIONS,
+    tags=TAGS,
+)
+async def post_kiosk_confirm(request: Request) -> Response:
+    principal = await require(request, sc.KIOSK_SESSIONS)
+    body = await read_json(request, KioskConfirmRequest)
+    token = await kiosk.confirm(
+        app_context(request), principal, request.path_params["session_id"], body.otp,
+        _meta(request),
+    )  # fmt: skip
+    out = KioskTokenOut(
+        session_id=token.session_id,
+        access_token=token.access_token,
+        expires_in=token.expires_in,
+        expires_at=token.expires_at,
+        subject_id=token.subject_id,
+        masked_name=token.masked_name,
+    )
+    return json_response(out, headers=NO_STORE)
+
+
+@endpoint(
+    summary="Kiosk: end a session; its token stops working at once",
+    response=KioskSessionEnded,
+    errors=[KioskSessionNotFound],
+    auth=sc.KIOSK_SESSIONS,
+    tags=TAGS,
+)
+async def delete_kiosk_session(request: Request) -> Response:
+    principal = await require(request, sc.KIOSK_SESSIONS)
+    await kiosk.end(
+        app_context(request), principal, request.path_params["session_id"], _meta(request)
+    )
+    return json_response(KioskSessionEnded())
+
+
 routes = [
     Route("/v1/auth/otp", post_otp, methods=["POST"]),
     Route("/v1/auth/login", post_login, methods=["POST"]),
@@ -348,4 +423,7 @@ routes = [
     Route("/v1/residents/me/dependents", post_dependent, methods=["POST"]),
     Route("/v1/residents/me/dependents", get_dependents, methods=["GET"]),
     Route("/v1/residents/me/consents", post_consent, methods=["POST"]),
+    Route("/v1/kiosk/sessions", post_kiosk_session, methods=["POST"]),
+    Route("/v1/kiosk/sessions/{session_id:id}/confirm", post_kiosk_confirm, methods=["POST"]),
+    Route("/v1/kiosk/sessions/{session_id:id}", delete_kiosk_session, methods=["DELETE"]),
 ]

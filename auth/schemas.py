@@ -55,7 +55,16 @@ PersonName = Annotated[
 ]
 
 Relation = Literal["child", "parent", "spouse", "other"]
-ClientKind = Literal["gate", "hospital", "authority", "operator", "admin"]
+ClientKind = Literal["gate", "hospital", "authority", "operator", "admin", "kiosk"]
+Location = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        description="Where a kiosk stands, printed on the cards and slips it issues "
+        "(e.g. 闵行区江川路街道社区事务受理中心 24小时自助服务点)",
+    ),
+]
 
 
 class _Body(BaseModel):
@@ -112,6 +121,9 @@ class ClientToken(BaseModel):
 class ClientCreate(_Body):
     kind: ClientKind
     tenant_id: Id | None = None
+    location: Location | None = Field(
+        default=None, description="Required for a kiosk (location_required), else refused"
+    )
 
 
 class ClientCredentialsOut(BaseModel):
@@ -120,6 +132,7 @@ class ClientCredentialsOut(BaseModel):
     scope: str
     kind: str
     tenant_id: str | None
+    location: str | None = None
 
 
 class ClientOut(BaseModel):
@@ -128,6 +141,44 @@ class ClientOut(BaseModel):
     tenant_id: str | None
     scope: str
     disabled: bool
+    location: str | None = None
+
+
+class KioskIdentifyRequest(_Body):
+    """The name and ID number as the ID card reader gives them."""
+
+    name: PersonName
+    id_number: IdNumber
+
+
+class KioskChallengeOut(BaseModel):
+    session_id: str
+    otp_sent_to: str = Field(description="The account's masked phone, 138****5678")
+    expires_at: datetime = Field(description="The OTP must be confirmed before this")
+    debug_code: str | None = Field(
+        default=None, description="Only outside production: the code that was sent"
+    )
+
+
+class KioskConfirmRequest(_Body):
+    otp: str = Field(min_length=1, max_length=16, json_schema_extra={"pattern": "^[0-9]{6}$"})
+
+
+class KioskTokenOut(BaseModel):
+    session_id: str
+    access_token: str = Field(
+        description="Acts for the identified resident only (a resident token carrying the "
+        "kiosk's id); not refreshable; dies when the session ends or expires"
+    )
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105
+    expires_in: int
+    expires_at: datetime
+    subject_id: str
+    masked_name: str
+
+
+class KioskSessionEnded(BaseModel):
+    ended: bool = True
 
 
 class IdentityRequest(_Body):

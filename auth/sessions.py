@@ -15,7 +15,7 @@ from auth import store, tokens
 from auth.audit import RequestMeta, audit
 from auth.config import AuthRuntime
 from auth.errors import RefreshInvalid, RefreshReused
-from auth.models import Account, RefreshToken
+from auth.models import Account, KioskSession, RefreshToken
 from auth.principal import Principal, PrincipalKind
 from auth.states import REFRESH, RefreshState
 
@@ -123,8 +123,10 @@ async def logout(ctx: AppContext, principal: Principal, meta: RequestMeta) -> No
         raise Forbidden("only a resident's login can be logged out")
     now = ctx.clock.now()
     await revoke_family(ctx, principal.family_id, now=now)
+    if principal.kiosk_id is not None:  # the family is the kiosk session: end it too
+        await KioskSession.filter(id=principal.family_id, ended_at=None).update(ended_at=now)
     await audit(
-        "logout", now=now, actor=principal.id, target=principal.family_id,
+        "logout", now=now, actor=principal.kiosk_id or principal.id, target=principal.family_id,
         request_id=meta.request_id, ip=meta.ip,
     )  # fmt: skip
 
@@ -145,6 +147,8 @@ async def authenticate(ctx: AppContext, token: str) -> Principal:
             store.family_key(ctx, principal.family_id)
         ):
             raise _rejected("revoked")
+        if principal.kiosk_id is not None:
+            await _kiosk_still_trusted(ctx, principal, verified.generation)
         if principal.subject_id is None:
             # Tokens from before identity binding do not carry the subject id yet.
             account = await Account.get_or_none(id=principal.id)
@@ -156,6 +160,21 @@ async def authenticate(ctx: AppContext, token: str) -> Principal:
     if mark is not None and store.client_mark_revokes(mark, verified.generation):
         raise _rejected("revoked")
     return principal
+
+
+async def _kiosk_still_trusted(
+    ctx: AppContext, principal: Principal, generation: int | None
+) -> None:
+    """A token a kiosk holds for a resident dies with the kiosk too (disabled or rotated),
+    and every request made with it is audited under the kiosk's id."""
+    assert principal.kiosk_id is not None
+    mark = await ctx.kv.get(store.client_state_key(ctx, principal.kiosk_id))
+    if mark is not None and store.client_mark_revokes(mark, generation):
+        raise _rejected("revoked")
+    await audit(
+        "kiosk_request", now=ctx.clock.now(), actor=principal.kiosk_id, target=principal.id,
+        detail={"session": principal.family_id or "", "subject": principal.subject_id or ""},
+    )  # fmt: skip
 
 
 def _rejected(reason: str) -> Unauthorized:

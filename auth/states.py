@@ -9,6 +9,7 @@ conditional on the old state, so of two concurrent moves only one happens.
     ClientStatus    active -> disabled                  (rotation keeps a client active)
     RefreshState    active -> used | revoked,  used -> revoked
     ConsentState    open -> used                        (an open code past its expiry is dead)
+    KioskSessionState  pending -> active | ended,  active -> ended   (past expiry: dead)
     OtpOutcome      what the OTP check script answers; the code's own lifecycle
                     (pending -> consumed | expired | burnt) runs inside the script
 """
@@ -16,10 +17,11 @@ conditional on the old state, so of two concurrent moves only one happens.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from enum import IntEnum, StrEnum
 
 from app.states import Machine
-from auth.models import Client, RefreshToken
+from auth.models import Client, KioskSession, RefreshToken
 
 
 class ClientStatus(StrEnum):
@@ -47,6 +49,24 @@ class RefreshState(StrEnum):
         if token.revoked_at is not None:
             return cls.REVOKED
         return cls.ACTIVE if token.used_at is None else cls.USED
+
+
+class KioskSessionState(StrEnum):
+    """A resident at a kiosk: pending until the OTP sent to their phone is confirmed, then
+    active (a delegated token exists) until it ends or its expiry passes."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    ENDED = "ended"
+    EXPIRED = "expired"
+
+    @classmethod
+    def of(cls, session: KioskSession, now: datetime) -> KioskSessionState:
+        if session.ended_at is not None:
+            return cls.ENDED
+        if session.expires_at <= now:
+            return cls.EXPIRED
+        return cls.PENDING if session.confirmed_at is None else cls.ACTIVE
 
 
 class ConsentState(StrEnum):
