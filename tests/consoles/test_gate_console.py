@@ -170,6 +170,9 @@ def test_offline_from_bundle_queue_then_syncs(console_server: ConsoleServer, pag
 
 
 def test_code_vectors_in_the_browser(console_server: ConsoleServer, page: Page) -> None:
+    """Every vector of tests/vectors, printed codes included, gives in the browser what it
+    gives in Python: validity, reason, type, expiry, code id, pseudonym, and the replay rule
+    over its presentations (a printed code is never consumed)."""
     page.goto(f"{console_server.base_url}/gate/")
     url = page.evaluate(
         "JSON.parse(document.querySelector('script[type=importmap]').textContent).imports"
@@ -182,15 +185,25 @@ def test_code_vectors_in_the_browser(console_server: ConsoleServer, page: Page) 
         """async ([module, vectors]) => {
           const m = await import(module);
           const out = [];
+          const kinds = {identity: m.TYPE_IDENTITY, place: m.TYPE_PLACE, printed: m.TYPE_PRINTED};
           for (const v of vectors) {
             const keys = await m.importKeys(v.jwks);
-            const kind = v.kind === "place" ? 2 : 1;
             const now = Date.parse(v.now);
             const skew = (v.skew_s ?? 30) * 1000;
             const revoked = new Set(v.revoked || []);
-            const r = await m.verify(v.code, keys, revoked, now, skew, kind);
-            const row = {valid: r.valid, reason: r.reason, code_id: r.codeId ?? null};
+            const r = await m.verify(v.code, keys, revoked, now, skew, kinds[v.kind]);
+            const row = {valid: r.valid, reason: r.reason, code_id: r.codeId ?? null,
+              type: r.kind ?? null, status: r.status ?? null,
+              expires_at: r.valid ? new Date((r.issuedAt + r.lifetime) * 1000).toISOString() : null};
             if (v.gate_keys) row.pseudonym = await m.dailyPseudonym(r, v.gate_keys);
+            if (v.presentations) {
+              const memory = new m.OfflineGate();  // its replay memory, one verifier at a time
+              memory.seen = new Map();
+              row.presented = v.presentations.map((p) => {
+                memory.gateId = p.verifier;
+                return memory.present(r, now).reason;
+              });
+            }
             out.push(row);
           }
           return out;
@@ -198,15 +211,23 @@ def test_code_vectors_in_the_browser(console_server: ConsoleServer, page: Page) 
         [module, vectors],
     )
     assert len(results) == len(vectors)
+    assert {v["kind"] for v in vectors} == {"identity", "place", "printed"}
     for vector, got in zip(vectors, results, strict=True):
-        if "expected" not in vector:
-            continue
         want = vector["expected"]
-        assert (got["valid"], got["reason"]) == (want["valid"], want["reason"]), vector["name"]
+        name = vector["name"]
+        assert (got["valid"], got["reason"]) == (want["valid"], want["reason"]), name
+        if "type" in want:
+            assert got["type"] == want["type"], name
+        if "status" in want or want.get("type") == "printed":
+            assert got["status"] == want.get("status"), name  # a printed code: none
+        if want.get("expires_at"):
+            assert got["expires_at"].replace(".000Z", "Z") == want["expires_at"], name
         if want.get("code_id"):
-            assert got["code_id"] == want["code_id"], vector["name"]
+            assert got["code_id"] == want["code_id"], name
         if want.get("daily_pseudonym"):
-            assert got["pseudonym"] == want["daily_pseudonym"], vector["name"]
+            assert got["pseudonym"] == want["daily_pseudonym"], name
+        if "presentations" in vector:
+            assert got["presented"] == [p["reason"] for p in vector["presentations"]], name
 
 
 def test_scan_to_verdict_time(console_server: ConsoleServer, page: Page) -> None:

@@ -7,6 +7,15 @@ const B45 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:";
 const DIGITS = new Map([...B45].map((c, i) => [c, i]));
 const STATUSES = ["green", "yellow", "red"];
 export const SKEW_MS = 30_000;
+// Code types (docs/code-format.md section 2); a gate accepts identity and printed codes.
+export const TYPE_IDENTITY = 1, TYPE_PLACE = 2, TYPE_PRINTED = 3;
+export const GATE_KINDS = [TYPE_IDENTITY, TYPE_PRINTED];
+const KIND_NAMES = { 1: "identity", 2: "place", 3: "printed" };
+// A printed code's lifetime field counts hours (section 9).
+const PRINTED_LIFETIME_UNIT_S = 3600;
+// venues.offline_gate: a printed code at a venue that keeps them online-only.
+export const PRINTED_OFFLINE_NOT_ALLOWED = "printed_offline_not_allowed";
+const UNCHECKED = "unchecked";
 const subtle = globalThis.crypto.subtle;
 
 class Malformed extends Error {}
@@ -42,8 +51,10 @@ function b64urlDecode(text) {
   return Uint8Array.from(atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4)), (c) => c.charCodeAt(0));
 }
 
-// Split a code string into payload fields and signature; throws Malformed.
-export function decode(code, kind = 1) {
+// Split a code string into payload fields and signature; throws Malformed. `kind` is the
+// type the verifier expects, or an array of types (GATE_KINDS). `lifetime` is in seconds for
+// every type (a printed code's wire field counts hours).
+export function decode(code, kind = TYPE_IDENTITY) {
   if (typeof code !== "string" || !code.startsWith("SC1:")) throw new Malformed("missing the SC1: prefix");
   if (code.length > 256) throw new Malformed("code too long");
   const raw = b45decode(code.slice(4));
@@ -55,22 +66,28 @@ export function decode(code, kind = 1) {
   if (version !== 1) throw new Malformed("unknown version");
   const keyId = hex(signed.slice(2, 6));
   const issuedAt = view.getUint32(6);
-  const lifetime = view.getUint16(10);
+  let lifetime = view.getUint16(10);
   const body = signed.slice(12);
   let status = null, token = null;
-  if (type === 1) {
+  if (type === TYPE_IDENTITY) {
     if (body.length !== 17) throw new Malformed("identity payload has the wrong length");
     if (body[0] >= 3) throw new Malformed("unknown status");
     if (lifetime === 0) throw new Malformed("identity code with zero lifetime");
     status = STATUSES[body[0]];
     token = body.slice(1);
-  } else if (type === 2) {
+  } else if (type === TYPE_PLACE) {
     if (!(body.length > 0 && body.length <= 64)) throw new Malformed("place payload has the wrong length");
     try { new TextDecoder("utf-8", { fatal: true }).decode(body); } catch { throw new Malformed("venue id is not UTF-8"); }
+  } else if (type === TYPE_PRINTED) {
+    if (body.length !== 16) throw new Malformed("printed payload has the wrong length");
+    if (lifetime === 0) throw new Malformed("printed code with zero lifetime");
+    lifetime *= PRINTED_LIFETIME_UNIT_S;
+    token = body;
   } else {
     throw new Malformed("unknown type");
   }
-  return { type, keyId, issuedAt, lifetime, status, token, signed, signature, kindOk: type === kind };
+  const kindOk = Array.isArray(kind) ? kind.includes(type) : type === kind;
+  return { type, keyId, issuedAt, lifetime, status, token, signed, signature, kindOk };
 }
 
 // Trusted keys from a JWK Set: code_kid (hex) -> {kid, key, notAfterMs}.
@@ -85,7 +102,8 @@ export async function importKeys(jwks) {
       const point = new Uint8Array([4, ...b64urlDecode(jwk.x), ...b64urlDecode(jwk.y)]);
       codeKid = hex(new Uint8Array(await subtle.digest("SHA-256", point)).slice(0, 4));
     }
-    keys.set(codeKid, { kid: String(jwk.kid), key, notAfterMs: jwk.exp != null ? jwk.exp * 1000 : null });
+    keys.set(codeKid, { kid: String(jwk.kid), key, notAfterMs: jwk.exp != null ? jwk.exp * 1000 : null,
+      printedNotAfterMs: jwk.printed_exp != null ? jwk.printed_exp * 1000 : null });
   }
   return keys;
 }
@@ -97,19 +115,22 @@ function rsValid(signature) {
 }
 
 // codes.verifier.verify: the first failing check is the reason.
-export async function verify(code, keys, revoked, nowMs, skewMs = SKEW_MS, kind = 1) {
+export async function verify(code, keys, revoked, nowMs, skewMs = SKEW_MS, kind = TYPE_IDENTITY) {
   let p;
   try { p = decode(code, kind); } catch (e) {
     if (e instanceof Malformed || e instanceof TypeError || e instanceof RangeError) return { valid: false, reason: "code_malformed" };
     throw e;
   }
   const base = {
-    type: p.type, status: p.status, issuedAt: p.issuedAt, lifetime: p.lifetime,
+    type: p.type, kind: KIND_NAMES[p.type], status: p.status, issuedAt: p.issuedAt, lifetime: p.lifetime,
     codeId: p.token ? hex(p.token) : null, token: p.token,
   };
   if (!p.kindOk) return { ...base, valid: false, reason: "code_malformed" };
   const trusted = keys.get(p.keyId);
-  if (!trusted || (trusted.notAfterMs != null && nowMs > trusted.notAfterMs)) return { ...base, valid: false, reason: "unknown_key" };
+  if (!trusted) return { ...base, valid: false, reason: "unknown_key" };
+  // A retired key's window: `printed_exp` for a printed code where the key has one, else `exp`.
+  const notAfterMs = p.type === TYPE_PRINTED && trusted.printedNotAfterMs != null ? trusted.printedNotAfterMs : trusted.notAfterMs;
+  if (notAfterMs != null && nowMs > notAfterMs) return { ...base, valid: false, reason: "unknown_key" };
   const ok = rsValid(p.signature) && await subtle.verify({ name: "ECDSA", hash: "SHA-256" }, trusted.key, p.signature, p.signed);
   if (!ok) return { ...base, kid: trusted.kid, valid: false, reason: "signature_invalid" };
   const nowS = nowMs / 1000, skewS = skewMs / 1000;
@@ -136,7 +157,8 @@ export const dayOf = (issuedAt) => Math.floor((issuedAt + 28800) / 86400);
 
 // codes.verifier.daily_pseudonym: hex, or null.
 export async function dailyPseudonym(result, gateKeys) {
-  if (!result.valid || result.issuedAt == null || !result.token || result.token.length !== 16) return null;
+  // A printed code's id is random, not a sealed pseudonym: no gate key opens it.
+  if (!result.valid || result.issuedAt == null || result.type !== TYPE_IDENTITY || !result.token) return null;
   const key = gateKeys[String(dayOf(result.issuedAt))];
   if (!key) return null;
   return hex((await aesDecryptBlock(unhex(key), result.token)).slice(0, 8));
@@ -220,7 +242,8 @@ export class OfflineGate {
 
   // codes.verifier.ReplayMemory.present
   present(result, nowMs) {
-    if (!result.valid || !result.codeId) return result;
+    // Printed codes are shown for months at many gates: the replay rule does not apply.
+    if (!result.valid || !result.codeId || result.type === TYPE_PRINTED) return result;
     for (const [id, [, until]] of this.seen) if (until < nowMs) this.seen.delete(id);
     const seen = this.seen.get(result.codeId);
     if (!seen) {
@@ -232,36 +255,52 @@ export class OfflineGate {
     return { ...result, valid: false, reason: "code_replayed" };
   }
 
+  // The day's pseudonym (identity code) or the card's id (printed code), hashed as the
+  // bundle lists reservations.
   async holder(result) {
-    const alias = await dailyPseudonym(result, this.document.gate_keys);
+    const alias = result.type === TYPE_PRINTED ? result.codeId : await dailyPseudonym(result, this.document.gate_keys);
     return alias == null ? null : reservationHash(this.document.reservation_salt, alias);
   }
 
   async decide(code, direction, nowMs, scanId = null) {
     const sid = scanId || `off-${hex(crypto.getRandomValues(new Uint8Array(16)))}`;
     const scannedAt = new Date(nowMs).toISOString();
-    let result = await verify(code, this.keys, this.revoked, nowMs);
+    let result = await verify(code, this.keys, this.revoked, nowMs, SKEW_MS, GATE_KINDS);
     result = this.present(result, nowMs);
-    const earlier = result.valid ? this.admitted.get(result.codeId || "") : undefined;
+    // A printed card admits on every visit: only dynamic codes admit once.
+    const once = result.valid && result.type !== TYPE_PRINTED;
+    const earlier = once ? this.admitted.get(result.codeId || "") : undefined;
     if (direction === "in" && earlier) {
       return { scan_id: sid, code, direction, scanned_at: scannedAt, decision: earlier.decision,
-        reason: earlier.reason, repeat_of: earlier.scan_id, status: result.status };
+        reason: earlier.reason, repeat_of: earlier.scan_id, status: result.status, kind: result.kind };
     }
     const holder = result.valid ? await this.holder(result) : null;
+    let policy = this.document.policy;
+    let status = result.status;
+    if (direction === "in" && result.valid && result.type === TYPE_PRINTED) {
+      if (!policy.printed_codes_offline) {
+        return { scan_id: sid, code, direction, scanned_at: scannedAt, decision: "deny",
+          reason: PRINTED_OFFLINE_NOT_ALLOWED, status: null, kind: result.kind };
+      }
+      // No colour on the card and none known offline: the colour step is passed.
+      policy = { ...policy, allowed_statuses: [...(policy.allowed_statuses || ["green"]), UNCHECKED] };
+      status = UNCHECKED;
+    }
     const facts = {
-      nowMs, codeValid: result.valid, codeReason: result.reason, status: result.status, age: null,
+      nowMs, codeValid: result.valid, codeReason: result.reason, status, age: null,
       reservations: this.reservations.get(holder || "") || [],
       inside: this.inside.has(holder),
       exitedToday: this.exited.has(holder) && utcDay(this.exited.get(holder)) === utcDay(nowMs),
       occupancy: this.occupancy, capacity: Number(this.document.capacity),
     };
     const [decision, reason] = direction === "out" ? decideExit(facts)
-      : decideEntry(this.document.policy, facts, Number(this.document.early_entry_minutes) * 60_000);
+      : decideEntry(policy, facts, Number(this.document.early_entry_minutes) * 60_000);
     if (decision === "admit" && holder != null) this.move(holder, direction, nowMs);
-    const scan = { scan_id: sid, code, direction, scanned_at: scannedAt, decision, reason, status: result.status };
-    if (decision === "admit" && direction === "in" && result.codeId) this.admitted.set(result.codeId, { scan_id: sid, decision, reason });
+    const scan = { scan_id: sid, code, direction, scanned_at: scannedAt, decision, reason, status: result.status, kind: result.kind };
+    if (decision === "admit" && direction === "in" && once && result.codeId) this.admitted.set(result.codeId, { scan_id: sid, decision, reason });
     return scan;
   }
+
 
   move(holder, direction, nowMs) {
     if (direction === "in") {

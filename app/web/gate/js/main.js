@@ -1,7 +1,9 @@
 // The gate console: pairing, a fresh client-credentials token, scans from a keyboard-wedge
-// scanner (a focused field: code + Enter), online decisions by POST /v1/gates/scan and,
-// without network, the signed bundle decided in the browser (common/gate-offline.js);
-// offline scans queue in IndexedDB and go to POST /v1/gates/sync when the network returns.
+// scanner (a focused field: code + Enter; an ID-card reader types the 18-character number +
+// Enter into the same field, or staff type it in the ID-card field), online decisions by
+// POST /v1/gates/scan with the party on the holder's booking (companions) and, without
+// network, the signed bundle decided in the browser (common/gate-offline.js); offline scans
+// queue in IndexedDB and go to POST /v1/gates/sync when the network returns.
 import zh from "../i18n/zh-CN.js";
 import en from "../i18n/en.js";
 import { OfflineGate, BundleInvalid } from "../common/gate-offline.js";
@@ -14,6 +16,11 @@ let T = LANGS[lang] || zh;
 const fmt = (s, v) => s.replace(/\{(\w+)\}/g, (_, k) => v[k]);
 const $ = (sel) => document.querySelector(sel);
 const CREDS = "suishen.gate.credentials";
+const ELDER = "suishen.gate.elder";
+// An 18-character resident ID number: 17 digits and a check character (GB 11643).
+const ID_CARD = /^[0-9]{17}[0-9Xx]$/;
+// How long a credential is kept (in memory only) to let chosen companions through after it.
+const PARTY_MS = 60_000;
 const state = { token: null, tokenUntil: 0, online: navigator.onLine, gate: null, offline: null,
   bundleAt: null, bundleExpires: null, direction: "in", lastAdmit: null, queue: 0, last: null, notice: "" };
 
@@ -120,23 +127,47 @@ async function loadBundle(tokenText, keys, fetchedAt) {
 }
 
 // -- scanning ----------------------------------------------------------------------------
-async function scan(code) {
+// What the field got: an ID number from the card reader, or a code (phone or printed).
+function scan(text) {
+  return ID_CARD.test(text) ? scanCredential({ id_card: text.toUpperCase() }) : scanCredential({ code: text });
+}
+
+// One scan, online with the party on the holder's booking, else (a code) offline.
+// `companions` is "reservation" or the dependent_refs staff chose after a first answer.
+async function scanCredential(credential, companions = "reservation", direction = state.direction) {
   const started = performance.now();
-  const direction = state.direction;
-  let shown = null;
-  if (state.online) {
-    try {
-      const sid = `gc-${crypto.randomUUID().replace(/-/g, "")}`;
-      const r = await api("/v1/gates/scan", { method: "POST", body: { scan_id: sid, code, direction } });
-      if (r.ok) {
-        const a = await r.json();
-        shown = { decision: a.decision, reason: a.reason, name: a.display?.masked_name, status: a.display?.status,
-          occupancy: a.occupancy, capacity: a.capacity, scan_id: a.scan_id, online: true };
-      }
-    } catch { /* fall through to offline */ }
+  state.party = null;
+  let shown = state.online ? await scanOnline(credential, direction, companions) : null;
+  if (!shown && credential.id_card) {
+    // Offline nobody can tell whose card it is: the bundle names no one.
+    shown = { decision: "deny", reason: null, message: "id_card_offline", credential: "id_card", online: false };
   }
-  if (!shown) shown = await decideOffline(code, direction);
+  if (!shown) shown = await decideOffline(credential.code, direction);
+  if (shown.online && shown.dependents?.length) state.party = { credential, direction, at: Date.now() };
   verdict(shown, started);
+}
+
+// The server's answer as the screen shows it; null when the server cannot answer (offline,
+// a server error): then a code is decided offline.
+async function scanOnline(credential, direction, companions) {
+  try {
+    const sid = `gc-${crypto.randomUUID().replace(/-/g, "")}`;
+    const r = await api("/v1/gates/scan", { method: "POST", body: { scan_id: sid, ...credential, direction, companions } });
+    if (r.ok) {
+      const a = await r.json();
+      return { decision: a.decision, reason: a.reason, name: a.display?.masked_name, status: a.display?.status,
+        occupancy: a.occupancy, capacity: a.capacity, scan_id: a.scan_id, online: true, credential: a.credential,
+        companions: a.companions || [], dependents: a.dependents || [] };
+    }
+    const problem = await r.json().catch(() => ({}));
+    // A refusal of the request itself (too many ID-card checks, too large a party) is said
+    // in words; anything else a code may still be decided offline.
+    if (T.problems[problem.code] && r.status < 500) {
+      return { decision: "deny", reason: problem.code, problem: problem.code, online: true, credential: credential.id_card ? "id_card" : "code" };
+    }
+    if (credential.id_card) return { decision: "deny", reason: problem.code || null, problem: "validation_failed", online: true, credential: "id_card" };
+  } catch { /* offline: decided from the bundle */ }
+  return null;
 }
 
 async function decideOffline(code, direction) {
@@ -144,13 +175,22 @@ async function decideOffline(code, direction) {
     return { decision: "deny", reason: null, message: "bundle_expired" };
   }
   const s = await state.offline.decide(code, direction, Date.now());
-  const { status, ...queued } = s;
+  const { status, kind, ...queued } = s;
   await tx("queue", "readwrite", (st) => st.put(queued));
   await kvSet("gate-state", state.offline.state());
   state.queue += 1;
   renderBar();
   return { decision: s.decision, reason: s.reason, status, occupancy: state.offline.occupancy,
-    capacity: Number(state.offline.document.capacity), online: false };
+    capacity: Number(state.offline.document.capacity), online: false, credential: kind === "printed" ? "printed" : "code" };
+}
+
+// Let the holder's dependents chosen by staff through with them: the same credential again
+// (the holder is answered as a repeat), kept in memory for a minute at most.
+function sendParty() {
+  const party = state.party;
+  const refs = [...document.querySelectorAll("#party input:checked")].map((i) => i.value);
+  if (!party || !refs.length || Date.now() - party.at > PARTY_MS) { state.party = null; paintParty(); return; }
+  scanCredential(party.credential, refs, party.direction);
 }
 
 async function syncQueue() {
@@ -222,18 +262,61 @@ function verdict(v, started) {
   $("#annul").disabled = !state.lastAdmit;
 }
 
+function reasonWords(v) {
+  if (v.message) return T[v.message];
+  if (v.problem) return T.problems[v.problem];
+  return T.reasons[v.reason] || v.reason || "";
+}
+
 function paint(v) {
   const box = $("#verdict");
   box.className = `verdict ${v.decision}`;
   box.dataset.decision = v.decision;
-  box.dataset.reason = v.reason || "";
+  box.dataset.reason = v.reason || v.message || "";
   box.dataset.mode = v.online ? "online" : "offline";
+  box.dataset.credential = v.credential || "";
+  const printedOffline = v.credential === "printed" && !v.online && v.decision === "admit";
   box.replaceChildren(
     el("p", { class: "word" }, v.decision === "admit" ? T.admit : T.deny),
-    el("p", { class: "reason", "data-testid": "reason" }, v.message ? T[v.message] : T.reasons[v.reason] || v.reason),
-    el("p", { class: "who" }, [v.name, v.status && T.status[v.status]].filter(Boolean).join(" · ")),
+    el("p", { class: "reason", "data-testid": "reason" }, reasonWords(v)),
+    el("p", { class: "who" }, [v.name, v.status && T.status[v.status], v.credential && v.credential !== "code" && T.credential[v.credential]].filter(Boolean).join(" · ")),
+    printedOffline ? el("p", { class: "note", "data-testid": "printed-note" }, T.printed_unchecked) : "",
     el("p", { class: "occ" }, v.occupancy != null ? fmt(T.occupancy, { o: v.occupancy, c: v.capacity }) : ""),
   );
+  paintCompanions(v);
+  paintParty();
+}
+
+// Each companion of the party: masked name, 通行/禁止 and the reason in words.
+function paintCompanions(v) {
+  const list = $("#companions");
+  const people = v.companions || [];
+  list.hidden = !people.length;
+  list.replaceChildren(...(people.length ? [el("h2", {}, T.companions)] : []), ...people.map((c) => {
+    const li = el("li", { class: `companion ${c.decision}`, "data-testid": "companion" },
+      el("span", { class: "cname" }, c.display?.masked_name || "—"),
+      el("span", { class: "cword" }, c.decision === "admit" ? T.admit : T.deny),
+      el("span", { class: "creason" }, T.reasons[c.reason] || c.reason));
+    li.dataset.decision = c.decision;
+    li.dataset.reason = c.reason;
+    return li;
+  }));
+}
+
+// The holder's other dependents (not in this party), for staff to let through with them.
+function paintParty() {
+  const box = $("#party");
+  const v = state.last;
+  const passing = new Set((v?.companions || []).map((c) => c.dependent_ref));
+  const others = state.party && v?.decision === "admit" ? (v.dependents || []).filter((d) => !passing.has(d.dependent_ref)) : [];
+  box.hidden = !others.length;
+  if (!others.length) { box.replaceChildren(); return; }
+  const send = el("button", { type: "button", id: "party-send", "data-testid": "party-send" }, T.companion_send);
+  send.addEventListener("click", sendParty);
+  box.replaceChildren(el("h2", {}, T.companion_pick), ...others.map((d) => {
+    const id = `dep-${d.dependent_ref}`;
+    return el("label", { class: "pick", for: id }, el("input", { type: "checkbox", id, value: d.dependent_ref }), d.masked_name);
+  }), send);
 }
 
 function notice(key) {
@@ -280,6 +363,20 @@ function renderBar() {
   if (state.gate) $("#gate-name").textContent = state.gate.name;
   $("#lang").textContent = T.other_lang;
   $("#lang").lang = lang === "en" ? "zh-CN" : "en";
+  const elder = document.documentElement.classList.contains("elder");
+  $("#elder").textContent = elder ? T.elder_off : T.elder_on;
+  $("#elder").setAttribute("aria-pressed", String(elder));
+}
+
+// Elder mode (长辈模式) as on the resident pages: larger text and buttons, remembered here.
+function applyElder() {
+  document.documentElement.classList.toggle("elder", localStorage.getItem(ELDER) === "1");
+}
+
+function switchElder() {
+  localStorage.setItem(ELDER, localStorage.getItem(ELDER) === "1" ? "0" : "1");
+  applyElder();
+  renderBar();
 }
 
 // The zh-CN/English switch, remembered on this device; the screen is redrawn in place.
@@ -347,9 +444,36 @@ function consoleScreen() {
   cameraButton.addEventListener("click", () => { toggleCamera(); input.focus(); });
   controls.append(cameraButton);
   const video = camera.video || el("video", { id: "camera-view", muted: "", playsinline: "", hidden: "" });
-  $("#root").replaceChildren(form, controls, el("p", { id: "notice", class: "error", "data-testid": "notice" }), video,
-    el("section", { id: "verdict", class: "verdict" }), el("section", { id: "sync", class: "conflicts", hidden: "" }));
+  $("#root").replaceChildren(form, idCardForm(), controls, el("p", { id: "notice", class: "error", "data-testid": "notice" }), video,
+    el("section", { id: "verdict", class: "verdict" }), el("ul", { id: "companions", class: "companions", hidden: "" }),
+    el("section", { id: "party", class: "party", hidden: "" }), el("section", { id: "sync", class: "conflicts", hidden: "" }));
   input.focus();
+}
+
+// ISO 7064 MOD 11-2, the ID number's check character: a typo is caught before it is sent.
+function idNumberValid(text) {
+  if (!ID_CARD.test(text)) return false;
+  const weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+  const sum = weights.reduce((acc, w, i) => acc + w * Number(text[i]), 0);
+  return "10X98765432"[sum % 11] === text[17].toUpperCase();
+}
+
+// Typed by staff when the card reader cannot read a card (the reader itself types into the
+// scan field like the code scanner).
+function idCardForm() {
+  const input = el("input", { id: "id-card", autocomplete: "off", inputmode: "text", maxlength: "18",
+    placeholder: T.id_card_hint, "aria-label": T.id_card_hint, "data-testid": "id-card" });
+  const form = el("form", { class: "idcard" }, input, el("button", { id: "id-card-check", type: "submit" }, T.id_card_button));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const number = input.value.trim().toUpperCase();
+    if (!idNumberValid(number)) { notice("id_card_bad"); input.focus(); return; }
+    input.value = "";
+    notice("");
+    scanCredential({ id_card: number });
+    $("#scan").focus();
+  });
+  return form;
 }
 
 // -- camera: BarcodeDetector where the browser has one, else the vendored jsQR -------------
@@ -446,9 +570,11 @@ if ("serviceWorker" in navigator) {
 // The scanner types into the field whatever has focus: keep it there.
 document.addEventListener("click", (e) => {
   const input = $("#scan");
-  if (input && !(e.target instanceof HTMLInputElement)) input.focus();
+  if (input && !(e.target instanceof HTMLInputElement) && !(e.target instanceof HTMLLabelElement)) input.focus();
 });
 $("#lang").addEventListener("click", switchLang);
+$("#elder").addEventListener("click", switchElder);
+applyElder();
 document.documentElement.lang = lang;
 document.title = T.title;
 window.addEventListener("online", () => { setOnline(true); });
