@@ -1,12 +1,16 @@
-"""Credit accounts: enrolment, what a resident's credit is used by, the account's status.
+"""Credit accounts: enrolment, the limit the credit bureau's score earns (and why), what a
+resident's credit is used by, the account's status.
 
 Available credit = limit - holds of open encounters - what unpaid bills still owe; an
-account is suspended while any of its bills is overdue.
+account is suspended while any of its bills is overdue and active again the moment none is.
+The limit comes from the bureau's score in tiers (payments/credit_bureau.py), reviewed by
+the `payments-credit-review` job.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import cast
 
 from tortoise.exceptions import IntegrityError
@@ -15,8 +19,9 @@ from tortoise.transactions import in_transaction
 from app.context import AppContext
 from auth.api import Principal, subject_for_request
 from payments.config import PaymentsRuntime
+from payments.credit_bureau import Assessment, CreditRuntime, assess, inquire
 from payments.errors import AlreadyEnrolled, NotEnrolled, PaymentMethodInvalid
-from payments.models import Bill, CreditAccount, Encounter
+from payments.models import Bill, CreditAccount, CreditScore, Encounter
 from payments.provider import PaymentMethodRejected, PaymentProvider
 from payments.states import ACCOUNT, UNPAID_BILLS, AccountStatus, BillStatus, EncounterStatus
 from payments.store import new_id
@@ -79,12 +84,18 @@ async def enroll(
     subject_id = await subject_for_request(principal, None)
     rt = ctx.runtime(PaymentsRuntime)
     await bind_method(rt.provider, payment_method)
+    if await CreditAccount.exists(subject_id=subject_id):
+        raise AlreadyEnrolled("this resident already has a credit account")
     now = ctx.clock.now()
+    # Asked before the account exists: a bureau that does not answer gives a provisional
+    # limit (the review job asks again), never a failed enrolment.
+    report = await inquire(ctx.runtime(CreditRuntime), subject_id, now)
+    assessment = assess(report, ceiling_fen=rt.config.credit_limit_fen)
     try:
-        await CreditAccount.create(
+        account = await CreditAccount.create(
             id=new_id("cred"),
             subject_id=subject_id,
-            limit_fen=rt.config.credit_limit_fen,
+            limit_fen=assessment.limit_fen,
             payment_method=payment_method,
             insured=insured,
             scheme=rt.config.scheme.name,
@@ -95,7 +106,99 @@ async def enroll(
         )
     except IntegrityError:
         raise AlreadyEnrolled("this resident already has a credit account") from None
+    await _record_score(ctx, account, assessment, now)
     return await summary_of(subject_id)
+
+
+async def _record_score(
+    ctx: AppContext, account: CreditAccount, assessment: Assessment, now: datetime
+) -> CreditScore:
+    config = ctx.runtime(CreditRuntime).config
+    wait = config.pending_retry if assessment.pending else config.review_after
+    row, _ = await CreditScore.update_or_create(
+        account_id=account.id,
+        defaults={
+            "tier": assessment.tier,
+            "score": assessment.score,
+            "reasons": list(assessment.reasons),
+            "pending": assessment.pending,
+            "checked_at": now,
+            "next_check_at": now + wait,
+        },
+    )
+    return row
+
+
+async def review_limit(ctx: AppContext, account_id: str) -> CreditScore:
+    """Ask the bureau again and set the limit its score earns now (a provisional limit
+    stays while the bureau still does not answer)."""
+    account = await CreditAccount.get(id=account_id)
+    now = ctx.clock.now()
+    report = await inquire(ctx.runtime(CreditRuntime), account.subject_id, now)
+    ceiling = ctx.runtime(PaymentsRuntime).config.credit_limit_fen
+    assessment = assess(report, ceiling_fen=ceiling)
+    previous = await CreditScore.get_or_none(account_id=account_id)
+    if report is None and previous is not None and not previous.pending:
+        # A bureau outage does not take away a limit a real score earned: keep it, retry.
+        wait = ctx.runtime(CreditRuntime).config.pending_retry
+        previous.next_check_at = now + wait
+        await previous.save(update_fields=["next_check_at"])
+        return previous
+    await CreditAccount.filter(id=account_id).update(limit_fen=assessment.limit_fen, updated_at=now)
+    return await _record_score(ctx, account, assessment, now)
+
+
+async def review_due_limits(ctx: AppContext) -> int:
+    """The `payments-credit-review` job: re-score accounts whose check is due (a
+    provisional limit every few minutes, a real score every `SUISHEN_CREDIT_REVIEW_DAYS`),
+    and accounts enrolled before scores existed."""
+    now = ctx.clock.now()
+    due = cast(
+        list[str],
+        await CreditScore.filter(next_check_at__lte=now)
+        .order_by("next_check_at")
+        .limit(100)
+        .values_list("account_id", flat=True),
+    )
+    scored = CreditScore.all().values_list("account_id", flat=True)
+    unscored = cast(
+        list[str],
+        await CreditAccount.filter(id__not_in=cast(list[str], await scored))
+        .limit(100)
+        .values_list("id", flat=True),
+    )
+    for account_id in [*due, *unscored]:
+        await review_limit(ctx, account_id)
+    return len(due) + len(unscored)
+
+
+@dataclass(frozen=True)
+class LimitExplained:
+    """Why the limit is what it is: the score's tier and reasons, the account's standing."""
+
+    summary: CreditSummary
+    score: CreditScore | None
+    reasons: list[str]
+    grace_days: int
+    overdue_bills: list[Bill]
+
+
+async def explain_limit(ctx: AppContext, principal: Principal) -> LimitExplained:
+    """The resident's limit with the tier, score and sentences saying why, and what the
+    account's status does to it (suspended while a bill is overdue)."""
+    summary = await credit_summary(principal)
+    account = summary.account
+    score = await CreditScore.get_or_none(account_id=account.id)
+    reasons = list(score.reasons) if score else ["enrolled before credit scores; review pending"]
+    overdue = [b for b in summary.unpaid_bills if b.status == BillStatus.OVERDUE]
+    if overdue:
+        reasons.append(
+            f"suspended: {len(overdue)} bill(s) overdue; paying them reinstates the credit at once"
+        )
+    elif account.status == AccountStatus.SUSPENDED:
+        reasons.append("suspended")
+    grace = ctx.runtime(PaymentsRuntime).config.overdue_after.days
+    return LimitExplained(summary, score, reasons, grace, overdue)
 
 
 async def credit_summary(principal: Principal) -> CreditSummary:
