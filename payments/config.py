@@ -28,7 +28,7 @@ class PaymentsConfig:
         timedelta(hours=6),
         timedelta(hours=24),
     )
-    overdue_after: timedelta = timedelta(days=15)
+    overdue_after: timedelta = timedelta(days=10)  # the grace period before overdue
     # How long a collection the provider did not answer waits before the worker asks again.
     resume_after: timedelta = timedelta(seconds=60)
     provider_attempts: int = 2  # calls per collection before leaving it to the worker
@@ -74,7 +74,7 @@ class PaymentsConfig:
             initial_hold_fen=num("INITIAL_HOLD_FEN", cls.initial_hold_fen),
             auto_close_after=timedelta(hours=num("ENCOUNTER_AUTO_CLOSE_HOURS", 24)),
             retry_schedule=retries,
-            overdue_after=timedelta(days=num("BILL_OVERDUE_DAYS", 15)),
+            overdue_after=timedelta(days=num("BILL_OVERDUE_DAYS", 10)),
             resume_after=timedelta(seconds=num("COLLECTION_RESUME_SECONDS", 60)),
             provider_attempts=max(1, num("PROVIDER_ATTEMPTS", cls.provider_attempts)),
             webhook_backoff=timedelta(seconds=num("WEBHOOK_BACKOFF_SECONDS", 10)),

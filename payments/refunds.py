@@ -17,7 +17,7 @@ from app.context import AppContext
 from app.errors import IdempotencyKeyReused, NotFound
 from app.idempotency import canonical_hash
 from auth.api import Principal
-from payments import ledger
+from payments import invoices, ledger
 from payments.collection import new_collection, run_collection
 from payments.credit import refresh_account_status
 from payments.encounters import find_encounter
@@ -92,6 +92,8 @@ async def refund_charge(
         charge.refunded_fen += amount_fen
         await charge.save(update_fields=["refunded_fen"])
         refund = await _record_refund(ask, charge, settled, after, fingerprint, now)
+        # The red (冲红) invoice commits with the refund, or neither does.
+        await invoices.issue_for_refund(ctx, refund)
     if settled.payout is not None:
         await run_collection(ctx, settled.payout)
     if after:

@@ -108,7 +108,7 @@ async def test_declined_collection_leaves_payment_pending_and_is_retried_on_sche
     await check_books()
 
 
-async def test_bill_unpaid_for_fifteen_days_becomes_overdue_and_suspends_credit(
+async def test_bill_unpaid_past_the_ten_day_grace_becomes_overdue_and_suspends_credit(
     client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
 ) -> None:
     where = await hospital(client, ctx)
@@ -116,7 +116,7 @@ async def test_bill_unpaid_for_fifteen_days_becomes_overdue_and_suspends_credit(
     encounter = await open_encounter(client, where, person)
     await charge(client, where, encounter["id"], [item(8_000, "C")])
     bill_id = (await close(client, where, encounter["id"])).json()["bill_id"]
-    clock.advance(timedelta(days=14))
+    clock.advance(timedelta(days=9))
     await tasks.run_collections(ctx)
     assert (await Bill.get(id=bill_id)).status == "payment_pending"
     clock.advance(timedelta(days=1, seconds=1))
