@@ -7,7 +7,9 @@ Problem (app.errors)
  ├── NotFound              404 not_found           not a dependent of the caller (auth)
  ├── ValidationFailed      422 validation_failed   bad body, query, status or valid_until
  ├── SubjectRequired       422 subject_required    an admin's revoke without `subject_id`
- └── PlaceCodeInvalid      422 place_code_invalid  a place code that does not verify
+ ├── PlaceCodeInvalid      422 place_code_invalid  a place code that does not verify
+ ├── KioskRequired         403 kiosk_required      a printed code is issued at a kiosk only
+ └── PrintedCodeNotFound   404 not_found           no valid printed code for this subject
 
 A code that does not verify is not an error: POST /v1/codes/verify answers 200 with
 `valid: false` and one `reason` of codes.states.Reason.
@@ -15,7 +17,7 @@ A code that does not verify is not an error: POST /v1/codes/verify answers 200 w
 
 from __future__ import annotations
 
-from app.errors import Problem
+from app.errors import NotFound, Problem
 
 
 class SubjectRequired(Problem):
@@ -28,3 +30,16 @@ class PlaceCodeInvalid(Problem):
     """A place code that is malformed, not signed by a codes key, or not a place code."""
 
     status, code, title = 422, "place_code_invalid", "Not a valid place code"
+
+
+class KioskRequired(Problem):
+    """Printed codes are issued at a kiosk (its location is the card's issuing point): the
+    token must be one a kiosk holds for the resident."""
+
+    status, code, title = 403, "kiosk_required", "Printed codes are issued at a kiosk"
+
+
+class PrintedCodeNotFound(NotFound):
+    """The subject has no valid printed code (none issued, revoked or expired)."""
+
+    title = "No valid printed code"

@@ -4,7 +4,7 @@ its subject, for scans recorded earlier and uploaded later (an offline gate's sy
 from __future__ import annotations
 
 from app.context import AppContext
-from codes import verifier
+from codes import codec, printed, verifier
 from codes.config import CodesRuntime
 from codes.keys import trusted_keys
 from codes.states import Reason
@@ -21,7 +21,11 @@ async def holder_of(ctx: AppContext, code: str) -> str | None:
     subject that no longer exists. One signature check; the subject comes from the codes
     runtime's caches (a query only the first time this process meets the subject)."""
     rt = ctx.runtime(CodesRuntime)
-    result = verifier.verify(code, trusted_keys(ctx), (), ctx.clock.now(), rt.config.skew)
+    result = verifier.verify(
+        code, trusted_keys(ctx), (), ctx.clock.now(), rt.config.skew, kind=verifier.GATE_KINDS
+    )
+    if result.type == codec.TYPE_PRINTED:
+        return await printed.printed_holder(ctx, code)
     if result.reason not in _SIGNED:
         return None
     return await subject_of(ctx, result)

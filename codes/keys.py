@@ -10,6 +10,7 @@ from typing import Any
 from app.context import AppContext
 from codes import verifier
 from codes.config import PURPOSE, CodesRuntime
+from codes.printed_keys import printed_keys
 from codes.subjects import day_keys, pseudonym_of
 
 
@@ -50,11 +51,14 @@ def place_keys(ctx: AppContext) -> dict[bytes, verifier.TrustedKey]:
 
 
 def public_keys(ctx: AppContext) -> dict[str, Any]:
-    """The JWK Set of GET /v1/codes/keys (and of offline bundles)."""
+    """The JWK Set of GET /v1/codes/keys (and of offline bundles): a retired key is listed
+    with `exp` and, as long as it still verifies printed codes, `printed_exp`."""
     return {
         "keys": [
-            verifier.public_jwk(k.kid, k.public_key, not_after=k.not_after)
-            for k in trusted_keys(ctx).values()
+            verifier.public_jwk(
+                k.kid, k.public_key, not_after=k.not_after, printed_not_after=k.printed_not_after
+            )
+            for k in printed_keys(ctx).values()
         ]
     }
 

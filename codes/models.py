@@ -65,3 +65,22 @@ class CodeRevocation(Model):
 
     class Meta:
         table = "codes_revocation"
+
+
+class PrintedCode(Model):
+    """A printed long-lived code (离线码, code type 3): its random id (the code id), whose
+    card it is, where it was issued and its life. Only a subject's newest card is valid:
+    issuing one revokes the older ones (each also gets a `CodeRevocation` row)."""
+
+    id = fields.CharField(max_length=32, primary_key=True)
+    subject_id = fields.CharField(max_length=64, db_index=True)
+    issued_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    # The kiosk's location printed on the card, and the kiosk that issued it.
+    issuing_point = fields.CharField(max_length=100)
+    issued_by = fields.CharField(max_length=64)
+    revoked_at = fields.DatetimeField(null=True)
+    revoked_by = fields.CharField(max_length=64, null=True)
+
+    class Meta:
+        table = "codes_printed_code"

@@ -9,17 +9,23 @@ from starlette.routing import Route
 from app.context import app_context
 from app.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from app.http import endpoint, json_response, read_json, read_query
+from app.pdf import pdf_response
 from auth.api import IdentityRequired, require
 from auth.api import scopes as sc
-from codes import qr
-from codes.errors import SubjectRequired
+from codes import printed, qr
+from codes.errors import KioskRequired, PrintedCodeNotFound, SubjectRequired
 from codes.issuing import issue_code_for
 from codes.keys import public_keys
+from codes.printed_card import card_pdf
 from codes.revocation import revocations_since, revoke_as, sign_document
 from codes.schemas import (
     CodeQuery,
     IssuedCodeOut,
     JwksOut,
+    PrintedCodeOut,
+    PrintedIn,
+    PrintedQuery,
+    PrintedRevokedOut,
     RevocationsOut,
     RevocationsQuery,
     RevokedCodeOut,
@@ -104,7 +110,7 @@ async def get_keys(request: Request) -> Response:
 
 
 @endpoint(
-    summary="Verify an identity code online (replay rule, revocation, current status)",
+    summary="Verify an identity or printed code online (replay rule, revocation, current status)",
     body=VerifyIn,
     response=VerifyOut,
     errors=[Unauthorized, Forbidden],
@@ -130,6 +136,7 @@ async def post_verify(request: Request) -> Response:
         issued_at=verdict.issued_at,
         issued_status=verdict.issued_status,
         code_id=verdict.code_id,
+        kind=verdict.kind,
     )
     return json_response(out, headers=NO_STORE)
 
@@ -263,12 +270,96 @@ async def post_status_batch(request: Request) -> Response:
     return json_response(StatusBatchOut(updated=len(records)))
 
 
+def _printed_out(card: printed.PrintedCard) -> PrintedCodeOut:
+    return PrintedCodeOut(
+        code=card.code,
+        code_id=card.code_id,
+        subject_id=card.subject_id,
+        masked_name=card.masked_name,
+        issued_at=card.issued_at,
+        expires_at=card.expires_at,
+        issuing_point=card.issuing_point,
+    )
+
+
+@endpoint(
+    summary="Issue a printed code (离线码) at a kiosk for the resident or a dependent; "
+    "the previous one is revoked",
+    body=PrintedIn,
+    response=PrintedCodeOut,
+    status=201,
+    errors=[KioskRequired, IdentityRequired, NotFound],
+    auth=sc.RESIDENT,
+    tags=TAGS,
+)
+async def post_printed(request: Request) -> Response:
+    principal = await require(request, sc.RESIDENT)
+    body = await read_json(request, PrintedIn)
+    card = await printed.issue_printed(
+        app_context(request), principal, body.dependent_id,
+        request_id=request.scope.get("request_id"),
+    )  # fmt: skip
+    return json_response(_printed_out(card), status=201, headers=NO_STORE)
+
+
+@endpoint(
+    summary="The resident's (or a dependent's) valid printed code",
+    query=PrintedQuery,
+    response=PrintedCodeOut,
+    errors=[IdentityRequired, NotFound, PrintedCodeNotFound],
+    auth=sc.RESIDENT,
+    tags=TAGS,
+)
+async def get_printed(request: Request) -> Response:
+    principal = await require(request, sc.RESIDENT)
+    query = read_query(request, PrintedQuery)
+    card = await printed.current_card(app_context(request), principal, query.dependent_id)
+    return json_response(_printed_out(card), headers=NO_STORE)
+
+
+@endpoint(
+    summary="The valid printed code as an A6 card (PDF) for the kiosk's printer",
+    query=PrintedQuery,
+    media_types=["application/pdf"],
+    errors=[IdentityRequired, NotFound, PrintedCodeNotFound],
+    auth=sc.RESIDENT,
+    tags=TAGS,
+)
+async def get_printed_pdf(request: Request) -> Response:
+    principal = await require(request, sc.RESIDENT)
+    query = read_query(request, PrintedQuery)
+    card = await printed.current_card(app_context(request), principal, query.dependent_id)
+    return pdf_response(await card_pdf(card), "printed-code.pdf")
+
+
+@endpoint(
+    summary="Revoke the valid printed code (lost card), from the app or a kiosk",
+    body=PrintedIn,
+    response=PrintedRevokedOut,
+    errors=[IdentityRequired, NotFound, PrintedCodeNotFound],
+    auth=sc.RESIDENT,
+    tags=TAGS,
+)
+async def post_printed_revoke(request: Request) -> Response:
+    principal = await require(request, sc.RESIDENT)
+    body = await read_json(request, PrintedIn)
+    card = await printed.revoke_printed(
+        app_context(request), principal, body.dependent_id,
+        request_id=request.scope.get("request_id"),
+    )  # fmt: skip
+    return json_response(PrintedRevokedOut(code_id=card.code_id))
+
+
 routes = [
     Route("/v1/codes/me", get_my_code, methods=["GET"]),
     Route("/v1/codes/keys", get_keys, methods=["GET"]),
     Route("/v1/codes/verify", post_verify, methods=["POST"]),
     Route("/v1/codes/revoke", post_revoke, methods=["POST"]),
     Route("/v1/codes/revocations", get_revocations, methods=["GET"]),
+    Route("/v1/codes/printed", post_printed, methods=["POST"]),
+    Route("/v1/codes/printed", get_printed, methods=["GET"]),
+    Route("/v1/codes/printed/revoke", post_printed_revoke, methods=["POST"]),
+    Route("/v1/codes/printed-code.pdf", get_printed_pdf, methods=["GET"]),
     Route("/v1/health-status:batch", post_status_batch, methods=["POST"]),
     Route("/v1/health-status/{subject_id:longid}", put_status, methods=["PUT"]),
     Route("/v1/health-status/{subject_id:longid}", get_status, methods=["GET"]),

@@ -45,6 +45,11 @@ class JwkOut(BaseModel):
     exp: int | None = Field(
         default=None, description="Retired key: unix time its verification window ends"
     )
+    printed_exp: int | None = Field(
+        default=None,
+        description="Retired key: unix time it stops verifying printed codes (type 3), "
+        "which live for months; replaces `exp` for them (docs/code-format.md)",
+    )
 
 
 class JwksOut(BaseModel):
@@ -71,8 +76,15 @@ class VerifyOut(BaseModel):
     subject: SubjectOut | None
     expires_at: datetime | None
     issued_at: datetime | None
-    issued_status: Status | None = Field(description="The colour the code carries")
+    issued_status: Status | None = Field(
+        description="The colour the code carries (null for a printed code: it carries none)"
+    )
     code_id: str | None
+    kind: Literal["identity", "printed"] = Field(
+        default="identity",
+        description="identity: a dynamic code; printed: a printed card (离线码), judged on "
+        "the subject's current status and never consumed by the replay rule",
+    )
 
 
 class RevokeIn(_In):
@@ -167,3 +179,31 @@ class StatusChangeOut(BaseModel):
 class StatusHistoryOut(BaseModel):
     subject_id: str
     changes: list[StatusChangeOut]
+
+
+class PrintedIn(_In):
+    dependent_id: SubjectId | None = Field(
+        default=None, description="A dependent the resident guards; the resident when absent"
+    )
+
+
+class PrintedQuery(_In):
+    dependent_id: SubjectId | None = None
+
+
+class PrintedCodeOut(BaseModel):
+    code: str = Field(
+        description="The QR payload: a printed code (type 3, docs/code-format.md section 9)"
+    )
+    code_id: str
+    kind: Literal["printed"] = "printed"
+    subject_id: str
+    masked_name: str
+    issued_at: datetime
+    expires_at: datetime
+    issuing_point: str = Field(description="Where it was issued (the kiosk's location)")
+
+
+class PrintedRevokedOut(BaseModel):
+    code_id: str
+    revoked: bool = True

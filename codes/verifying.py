@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.context import AppContext
-from codes import store, verifier
+from codes import codec, printed, store, verifier
 from codes.config import CodesRuntime
 from codes.keys import trusted_keys
 from codes.states import Reason, Status
 from codes.status import status_in_force
 from codes.store import Outcome
 from codes.subjects import profile_of, subject_of
+from codes.verifier import GATE_KINDS
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class Verification:
     expires_at: datetime | None = None
     code_id: str | None = None
     issued_at: datetime | None = None
+    # "identity" (dynamic code) or "printed" (a card: no issued_status, no replay rule).
+    kind: str = "identity"
 
 
 def _refused(result: verifier.Result, reason: Reason | None = None) -> Verification:
@@ -49,7 +52,9 @@ async def verify_code(ctx: AppContext, code: str, *, verifier_id: str) -> Verifi
     replay rule (atomic across processes), the current status and the masked profile."""
     rt = ctx.runtime(CodesRuntime)
     now = ctx.clock.now()
-    result = verifier.verify(code, trusted_keys(ctx), (), now, rt.config.skew)
+    result = verifier.verify(code, trusted_keys(ctx), (), now, rt.config.skew, kind=GATE_KINDS)
+    if result.type == codec.TYPE_PRINTED:
+        return await printed.verify_printed(ctx, code, result)
     if not result.valid:
         return _refused(result)
     subject_id = await subject_of(ctx, result)

@@ -70,11 +70,19 @@ async def test_after_rotation_the_new_key_signs_and_old_codes_verify_until_they_
     offline = verifier.keys_from_jwks(await jwks(client))
     assert verifier.verify(old_code, offline, (), clock.now()).valid
     clock.advance(seconds=91)
-    assert [k["kid"] for k in (await jwks(client))["keys"]] == [new.kid]
+    # Still published for the printed cards it may have signed (`printed_exp`, months
+    # away), but past its `exp`: no identity code of it verifies, online or offline.
+    later = await jwks(client)
+    listed = {k["kid"]: k for k in later["keys"]}
+    assert set(listed) == {old.kid, new.kid}
+    assert int(listed[old.kid]["exp"]) == window_end
+    assert int(listed[old.kid]["printed_exp"]) > clock.now().timestamp() + 179 * 86400
     gate = await machine(client, ctx, "gate", "venue-1")
     response = await client.post("/v1/codes/verify", json={"code": old_code}, headers=gate.headers)
     assert response.json()["reason"] == "unknown_key"
     assert verifier.verify(old_code, offline, (), clock.now()).reason == "unknown_key"
+    reloaded = verifier.keys_from_jwks(later)
+    assert verifier.verify(old_code, reloaded, (), clock.now()).reason == "unknown_key"
 
 
 async def test_place_codes_round_trip_and_survive_rotation(ctx: AppContext) -> None:
