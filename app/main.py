@@ -167,3 +167,13 @@ def create_app_from_env() -> Starlette:
     settings = Settings.from_env()
     configure_logging(settings.log_format, settings.log_level)
     return create_app(settings)
+
+
+def create_app_behind_proxy() -> Any:
+    """Entry point for granian worker processes: the app, taking the client address from
+    X-Forwarded-For when the connection comes from a trusted proxy (127.0.0.1), as
+    uvicorn's `proxy_headers` does."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    app: Any = create_app_from_env()  # an ASGI app; uvicorn types it by its own protocol
+    return ProxyHeadersMiddleware(app, trusted_hosts="127.0.0.1")

@@ -151,7 +151,7 @@ class Server:
         python = sys.executable if tree is None else str(tree / ".venv" / "bin" / "python")
         argv = [python, "-m", "app.cli", "serve", "--workers", str(workers)]
         chosen = server or opts.server
-        if chosen != "uvicorn":
+        if chosen != "uvicorn" and tree is None:  # the before tree serves with uvicorn
             argv += ["--server", chosen]
         if seed_demo:
             argv.append("--seed-demo")
