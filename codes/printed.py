@@ -8,16 +8,18 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 
+from tortoise.transactions import in_transaction
+
 from app.context import AppContext
 from auth.api import Principal, audit_kiosk_action, kiosk_info, subject_for_request
 from codes import codec, verifier, verifying
 from codes.config import PURPOSE, CodesRuntime
 from codes.errors import KioskRequired, PrintedCodeNotFound
-from codes.models import CodeRevocation, PrintedCode
+from codes.models import CodeRevocation, CodeSubject, PrintedCode
 from codes.printed_keys import printed_keys, validity
 from codes.states import Reason
 from codes.status import current_status
-from codes.subjects import actor_of, profile_of
+from codes.subjects import actor_of, handle_for, profile_of
 
 
 @dataclass(frozen=True)
@@ -75,22 +77,21 @@ async def issue_printed(
         raise KioskRequired()
     now = ctx.clock.now()
     issued_at = now.replace(microsecond=0)
-    row = await PrintedCode.create(
-        id=os.urandom(codec.TOKEN_BYTES).hex(),
-        subject_id=subject_id,
-        issued_at=issued_at,
-        expires_at=issued_at + validity(ctx),
-        issuing_point=kiosk.location,
-        issued_by=principal.kiosk_id,
-    )
-    # Every card issued before this one: of two concurrent issues the later (issued_at,
-    # id) survives and each revokes only older ones, so exactly one card stays valid.
-    older = [
-        c
-        for c in await PrintedCode.filter(subject_id=subject_id, revoked_at=None)
-        if (c.issued_at, c.id) < (row.issued_at, row.id)
-    ]
-    await _revoke(ctx, older, actor=actor_of(principal), now=now)
+    await handle_for(ctx, subject_id)  # the subject's codes row: issuing locks it
+    async with in_transaction():
+        # One issue at a time per subject, so exactly one card stays valid however many
+        # kiosks print for the same person at once (SQLite serialises writers anyway).
+        await CodeSubject.filter(subject_id=subject_id).select_for_update().first()
+        older = await PrintedCode.filter(subject_id=subject_id, revoked_at=None)
+        row = await PrintedCode.create(
+            id=os.urandom(codec.TOKEN_BYTES).hex(),
+            subject_id=subject_id,
+            issued_at=issued_at,
+            expires_at=issued_at + validity(ctx),
+            issuing_point=kiosk.location,
+            issued_by=principal.kiosk_id,
+        )
+        await _revoke(ctx, older, actor=actor_of(principal), now=now)
     await audit_kiosk_action(
         ctx, principal, "printed_code_issued", target=subject_id, request_id=request_id,
         detail={"code_id": row.id, "replaced": str(len(older))},

@@ -11,7 +11,7 @@ import httpx
 from app.clock import FrozenClock
 from app.context import AppContext
 from auth.api import create_client
-from tests.factories import Machine, Resident, bearer, sandbox
+from tests.factories import Machine, Resident, bearer, decode_qr, sandbox
 
 KIOSK_LOCATION = "闵行区江川路街道社区事务受理中心 24小时自助服务点"
 
@@ -80,3 +80,15 @@ async def kiosk_visit(
     assert confirmed.status_code == 200, confirmed.text
     body = confirmed.json()
     return KioskVisit(session_id, body["access_token"], body)
+
+
+def pdf_qr(content: bytes) -> str:
+    """The text of the one QR code on a PDF's first page."""
+    import io
+
+    import pypdf
+
+    [image] = pypdf.PdfReader(io.BytesIO(content)).pages[0].images
+    png = io.BytesIO()
+    image.image.save(png, format="PNG")  # type: ignore[union-attr]
+    return decode_qr(png.getvalue())
