@@ -71,7 +71,7 @@ async def run_collection(ctx: AppContext, collection: Collection) -> Collection:
     rt = ctx.runtime(PaymentsRuntime)
     keeper = asyncio.ensure_future(_keep_lease(ctx, collection.id))
     try:
-        result = await _ask_provider(ctx, collection)
+        result = await ask_provider(ctx, collection)
     finally:
         keeper.cancel()
     if result is None:
@@ -82,7 +82,7 @@ async def run_collection(ctx: AppContext, collection: Collection) -> Collection:
     return await record_collection(ctx, collection.id, result.succeeded, result.reason)
 
 
-async def _ask_provider(ctx: AppContext, collection: Collection) -> ProviderResult | None:
+async def ask_provider(ctx: AppContext, collection: Collection) -> ProviderResult | None:
     rt = ctx.runtime(PaymentsRuntime)
     result: ProviderResult | None = None
     for _ in range(rt.config.provider_attempts):
@@ -129,7 +129,7 @@ async def record_collection(
         if succeeded:
             await _book_collected(bill, collection, now)
         else:
-            _after_decline(bill, collection, config, now)
+            after_decline(bill, collection, config, now)
         await bill.save(update_fields=["collected_fen", "status", "paid_at", "next_retry_at"])
     if succeeded and was_overdue:
         await refresh_account_status(ctx, bill.subject_id)
@@ -165,7 +165,7 @@ async def _book_collected(bill: Bill, collection: Collection, now: datetime) -> 
     await emit(bill.hospital_id, "bill.paid", bill_event(bill), now)
 
 
-def _after_decline(
+def after_decline(
     bill: Bill, collection: Collection, config: PaymentsConfig, now: datetime
 ) -> None:
     """Back to owing; settlement and retry declines schedule the next retry, if any is left."""

@@ -303,6 +303,17 @@ class LedgerTotalsOut(BaseModel):
     insurance_fund_fen: Fen
     resident_fen: Fen
     provider_clearing_fen: Fen
+    personal_current_fen: Fen = 0
+    personal_accumulated_fen: Fen = 0
+
+
+class BatchOut(BaseModel):
+    id: str
+    day: date = Field(description="the batch's local day (the hospitals' zone)")
+    status: Literal["running", "done"]
+    encounters: int = Field(description="bills of the day the batch covered")
+    charges: int = Field(description="charges made: one per patient")
+    amount_fen: Fen
 
 
 class StatementOut(BaseModel):
@@ -317,6 +328,9 @@ class StatementOut(BaseModel):
     paid_out_fen: Fen
     outstanding_fen: Fen
     ledger: LedgerTotalsOut
+    batches: list[BatchOut] = Field(
+        default_factory=list, description="daily batches of that day (daily-batch hospitals)"
+    )
 
 
 class EncounterListQuery(_In):

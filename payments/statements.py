@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import cast
 
 from auth.api import Principal
 from payments import ledger
 from payments.hospitals import hospital_of
-from payments.models import Bill, Charge, Collection, Encounter, LedgerEntry, Refund
+from payments.models import (
+    Bill,
+    Charge,
+    Collection,
+    Encounter,
+    LedgerEntry,
+    Refund,
+    SettlementBatch,
+)
 from payments.states import UNPAID_BILLS, CollectionKind, CollectionStatus
 
 
@@ -35,6 +43,20 @@ class LedgerTotals:
     insurance_fund_fen: int
     resident_fen: int
     provider_clearing_fen: int
+    personal_current_fen: int = 0
+    personal_accumulated_fen: int = 0
+
+
+@dataclass(frozen=True)
+class BatchLine:
+    """A daily batch of the hospital (its local day), with what it charged."""
+
+    id: str
+    day: date
+    status: str
+    encounters: int
+    charges: int
+    amount_fen: int
 
 
 @dataclass(frozen=True)
@@ -50,6 +72,7 @@ class Statement:
     paid_out_fen: int
     outstanding_fen: int
     ledger: LedgerTotals
+    batches: list[BatchLine] = field(default_factory=list)
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -98,6 +121,7 @@ async def daily_statement(principal: Principal, day: date) -> Statement:
         transfer__created_at__gte=start,
         transfer__created_at__lt=end,
     ).values_list("account", "amount_fen")
+    batches = await SettlementBatch.filter(hospital_id=hospital_id, day=day).order_by("id")
     by_kind: dict[str, int] = {}
     for account, amount in entries:
         kind = ledger.account_kind(account)
@@ -118,7 +142,12 @@ async def daily_statement(principal: Principal, day: date) -> Statement:
             insurance_fund_fen=by_kind.get(ledger.INSURANCE_FUND, 0),
             resident_fen=by_kind.get("resident", 0),
             provider_clearing_fen=by_kind.get(ledger.PROVIDER_CLEARING, 0),
+            personal_current_fen=by_kind.get("personal_current", 0),
+            personal_accumulated_fen=by_kind.get("personal_accumulated", 0),
         ),
+        batches=[
+            BatchLine(b.id, b.day, b.status, b.encounters, b.charges, b.amount_fen) for b in batches
+        ],
     )
 
 
@@ -141,4 +170,6 @@ def statement_csv(statement: Statement) -> str:
     writer.writerow(["outstanding", "", statement.outstanding_fen, "", statement.outstanding_fen])
     for name, value in asdict(statement.ledger).items():
         writer.writerow([f"ledger_{name.removesuffix('_fen')}", "", value, "", ""])
+    for batch in statement.batches:
+        writer.writerow([f"batch_{batch.status}", batch.charges, batch.amount_fen, "", ""])
     return out.getvalue()

@@ -97,6 +97,7 @@ class CollectionTrigger(StrEnum):
     RETRY = "retry"
     MANUAL = "manual"
     REFUND = "refund"
+    BATCH = "batch"  # one charge for a patient's day (payments/batches.py)
 
 
 class AccountStatus(StrEnum):

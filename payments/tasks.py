@@ -1,5 +1,6 @@
-"""The payments worker's jobs: auto-closing stale encounters, resuming and retrying
-collections, marking bills overdue, delivering webhooks (registered in `wiring.py`).
+"""The payments worker's jobs: auto-closing stale encounters, finishing bureau settlements,
+daily batches, resuming and retrying collections, marking bills overdue, delivering
+webhooks (registered in `wiring.py`).
 
 Each job handles at most 200 rows per run and is safe to run in several processes at once:
 every change re-reads its row under a lock, and provider calls reuse the collection's key.
@@ -11,16 +12,17 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from app.context import AppContext
-from payments import webhooks
+from payments import batches, webhooks
 from payments.collection import claim_collection, run_collection, start_collection
 from payments.config import PaymentsRuntime
 from payments.credit import refresh_account_status
-from payments.errors import PaymentInProgress
-from payments.models import Bill, Collection, Encounter
-from payments.settlement import settle_encounter
+from payments.errors import BureauUnavailable, InsuranceRulesMissing, PaymentInProgress
+from payments.models import Bill, BureauSettlement, Collection, Encounter
+from payments.settlement import finish_settlement, settle_encounter
 from payments.states import (
     BILL,
     BillStatus,
+    BureauStatus,
     ClosedBy,
     CollectionStatus,
     CollectionTrigger,
@@ -34,13 +36,38 @@ async def auto_close_stale(ctx: AppContext) -> int:
     cutoff = ctx.clock.now() - ctx.runtime(PaymentsRuntime).config.auto_close_after
     stale = await Encounter.filter(status=EncounterStatus.OPEN, opened_at__lte=cutoff).limit(200)
     for encounter in stale:
-        await settle_encounter(
-            ctx,
-            hospital_id=encounter.hospital_id,
-            encounter_id=encounter.id,
-            closed_by=ClosedBy.AUTO,
-        )
+        try:
+            await settle_encounter(
+                ctx,
+                hospital_id=encounter.hospital_id,
+                encounter_id=encounter.id,
+                closed_by=ClosedBy.AUTO,
+            )
+        except (BureauUnavailable, InsuranceRulesMissing):
+            continue  # recorded as pending: the bureau job finishes it
     return len(stale)
+
+
+async def finish_bureau_settlements(ctx: AppContext) -> int:
+    """Settlements the bureau did not answer (timeout, down) or a crash interrupted between
+    the bureau and the booking: ask again under the same key and book the answer once."""
+    now = ctx.clock.now()
+    due = await BureauSettlement.filter(
+        status=BureauStatus.PENDING, next_attempt_at__lte=now
+    ).limit(200)
+    finished = 0
+    for record in due:
+        try:
+            await finish_settlement(ctx, record)
+        except (BureauUnavailable, InsuranceRulesMissing):
+            continue
+        finished += 1
+    return finished
+
+
+async def run_daily_batches(ctx: AppContext) -> int:
+    """Daily-batch hospitals: collect each patient's day in one charge once it is due."""
+    return await batches.run_due_batches(ctx)
 
 
 async def resume_collections(ctx: AppContext) -> int:
@@ -52,7 +79,9 @@ async def resume_collections(ctx: AppContext) -> int:
     """
     now = ctx.clock.now()
     orphans = (
+        # A batch charge spans several bills: its own job (the batch) resumes it.
         await Collection.filter(status=CollectionStatus.PENDING)
+        .exclude(trigger=CollectionTrigger.BATCH)
         .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
         .limit(200)
     )

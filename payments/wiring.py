@@ -30,6 +30,9 @@ DOMAIN = Domain(
     startup=startup,
     jobs=[
         Job("payments-auto-close", 60, tasks.auto_close_stale),
+        # A settlement the bureau left unanswered, or a crash interrupted, is asked again.
+        Job("payments-bureau", 5, tasks.finish_bureau_settlements),
+        Job("payments-daily-batch", 60, tasks.run_daily_batches),
         # Every few seconds: a crashed process's collection is resumed soon after its lease.
         Job("payments-resume-collections", 3, tasks.resume_collections),
         Job("payments-collections", 30, tasks.run_collections),

@@ -15,7 +15,7 @@ import httpx
 from tortoise.functions import Sum
 
 from app.context import AppContext
-from payments import ledger
+from payments import batches, ledger
 from payments.config import PaymentsRuntime
 from payments.models import Bill, Collection, LedgerEntry, LedgerTransfer, SandboxOperation
 from payments.provider import PaymentProvider, ProviderResult
@@ -259,13 +259,19 @@ async def check_books() -> None:
     assert {k: v for k, v in balances.items() if v} == {k: v for k, v in expected.items() if v}
     # The processor's side: what it moved per bill is what the bill says was moved.
     ops = {o.key: o for o in await SandboxOperation.all()}
+    # A daily batch's charge covers every bill of a patient's day: compared per batch below.
+    by_batch: dict[tuple[str | None, str], int] = {}
     for b in bills:
-        collections = await Collection.filter(bill_id=b.id)
+        collections = await Collection.filter(bill_id=b.id).exclude(trigger="batch")
         moved_in = sum(
             ops[c.id].amount_fen
             for c in collections
             if c.kind == "collect" and c.id in ops and ops[c.id].outcome == "succeeded"
         )
+        if b.batch_id is not None:
+            group = (b.batch_id, b.subject_id)
+            by_batch[group] = by_batch.get(group, 0) + b.collected_fen - moved_in
+            moved_in = b.collected_fen
         moved_out = sum(
             ops[c.id].amount_fen
             for c in collections
@@ -275,3 +281,10 @@ async def check_books() -> None:
         assert moved_in == b.collected_fen or any(c.status == "pending" for c in collections)
         assert moved_out == b.paid_out_fen or any(c.status == "pending" for c in collections)
         assert len({c.id for c in settled}) == len(settled)
+    for (batch_id, subject_id), collected in by_batch.items():
+        charge = batches.batch_charge_key(str(batch_id), subject_id)
+        moved = (
+            ops[charge].amount_fen if charge in ops and ops[charge].outcome == "succeeded" else 0
+        )
+        pending = await Collection.filter(id=charge, status="pending").exists()
+        assert moved == collected or pending, (batch_id, subject_id, moved, collected)

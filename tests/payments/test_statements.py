@@ -88,6 +88,8 @@ async def test_statement_totals_equal_the_ledger(
         "insurance_fund_fen": await ledger_net(where.id, "insurance_fund", day),
         "resident_fen": await ledger_net(where.id, "resident", day),
         "provider_clearing_fen": await ledger_net(where.id, "provider_clearing", day),
+        "personal_current_fen": await ledger_net(where.id, "personal_current", day),
+        "personal_accumulated_fen": await ledger_net(where.id, "personal_accumulated", day),
     }
     as_csv = await client.get(
         "/v1/hospitals/me/statements",
