@@ -37,6 +37,8 @@ class PaymentsConfig:
     webhook_timeout_s: float = 5.0
     # The hospitals' local zone: "today's encounters" are those opened on this local day.
     utc_offset_hours: int = 8
+    # The first generic scheme; only its name is still stored on credit accounts. The split
+    # now comes from the bureau and payments/rules/ (payments/segments.py).
     scheme: Scheme = field(default_factory=Scheme)
     # Ceilings beyond any plausible outpatient bill (422 amount_implausible above them).
     line_ceiling_fen: int = 10_000_000  # 100,000 yuan
@@ -55,20 +57,6 @@ class PaymentsConfig:
             retries = tuple(timedelta(hours=float(h)) for h in retry_raw.split(",") if h.strip())
         except ValueError:
             raise SettingsError("SUISHEN_COLLECTION_RETRY_HOURS is a list like 1,6,24") from None
-        default_scheme = Scheme()
-        try:
-            scheme = Scheme(
-                ratio_bp=num("INSURANCE_RATIO_BP", default_scheme.ratio_bp),
-                class_b_self_share_bp=num(
-                    "INSURANCE_CLASS_B_SELF_SHARE_BP", default_scheme.class_b_self_share_bp
-                ),
-                annual_deductible_fen=num(
-                    "INSURANCE_DEDUCTIBLE_FEN", default_scheme.annual_deductible_fen
-                ),
-                annual_cap_fen=num("INSURANCE_ANNUAL_CAP_FEN", default_scheme.annual_cap_fen),
-            )
-        except ValueError as exc:
-            raise SettingsError(str(exc)) from None
         return cls(
             credit_limit_fen=num("CREDIT_LIMIT_FEN", cls.credit_limit_fen),
             initial_hold_fen=num("INITIAL_HOLD_FEN", cls.initial_hold_fen),
@@ -82,7 +70,6 @@ class PaymentsConfig:
             utc_offset_hours=int_knob(
                 extra, "SUISHEN_PAYMENTS_UTC_OFFSET_HOURS", cls.utc_offset_hours, low=-12, high=14
             ),
-            scheme=scheme,
             line_ceiling_fen=num("LINE_CEILING_FEN", cls.line_ceiling_fen),
             encounter_ceiling_fen=num("ENCOUNTER_CEILING_FEN", cls.encounter_ceiling_fen),
             bureau=_choice(extra, "SUISHEN_INSURANCE_BUREAU", BUREAUS),

@@ -40,6 +40,8 @@ async def test_openapi_documents_every_payments_endpoint(client: httpx.AsyncClie
         ("/v1/encounters", "post"),
         ("/v1/encounters/{encounter_id}/charges", "post"),
         ("/v1/encounters/{encounter_id}/close", "post"),
+        ("/v1/encounters/{encounter_id}/quote", "get"),
+        ("/v1/hospitals/me/settlement", "put"),
         ("/v1/encounters/{encounter_id}/refunds", "post"),
         ("/v1/bills", "get"),
         ("/v1/bills/{bill_id}", "get"),
@@ -60,7 +62,9 @@ def test_configuration_reads_its_knobs_and_refuses_nonsense() -> None:
     with pytest.raises(SettingsError):
         PaymentsConfig.from_extra({"SUISHEN_CREDIT_LIMIT_FEN": "lots"})
     with pytest.raises(SettingsError):
-        PaymentsConfig.from_extra({"SUISHEN_INSURANCE_RATIO_BP": "12000"})
+        PaymentsConfig.from_extra({"SUISHEN_INSURANCE_BUREAU": "a friend"})
+    with pytest.raises(SettingsError):
+        PaymentsConfig.from_extra({"SUISHEN_LINE_CEILING_FEN": "-1"})
 
 
 def test_orphaned_collections_are_looked_for_every_few_seconds() -> None:
