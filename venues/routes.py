@@ -14,7 +14,7 @@ from app.http import endpoint, json_response, read_json, read_query
 from auth.api import IdentityRequired, require
 from auth.api import scopes as sc
 from codes.api import PlaceCodeInvalid, qr_png, qr_svg
-from venues import bookings, catalogue, checkins, stats, visits
+from venues import bookings, catalogue, checkins, slips, stats, visits
 from venues.config import VenuesRuntime
 from venues.errors import (
     AlreadyBooked,
@@ -394,4 +394,5 @@ routes = [
     Route("/v1/checkins", post_checkin, methods=["POST"]),
     Route("/v1/residents/me/visits", get_my_visits, methods=["GET"]),
     Route("/v1/residents/me/reservations", get_my_reservations, methods=["GET"]),
+    *slips.routes,  # printable booking and visits slips (PDF)
 ]
