@@ -94,6 +94,12 @@ def test_every_variable_is_read() -> None:
         ({"WORKERS": "0"}, "WORKERS must be at least 1"),
         ({"WORKERS": "many"}, "WORKERS must be an integer"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of json, text"),
+        ({"SUISHEN_REDIS_CLUSTER": "yes"}, "SUISHEN_REDIS_CLUSTER must be 0 or 1, got 'yes'"),
+        ({"SUISHEN_REDIS_CLUSTER": "1"}, "SUISHEN_REDIS_CLUSTER=1 needs a REDIS_URL naming"),
+        (
+            {"SUISHEN_REDIS_CLUSTER": "1", "REDIS_URL": "redis://h:7001/3"},
+            "SUISHEN_REDIS_CLUSTER=1 needs a REDIS_URL naming a cluster node",
+        ),
     ],
 )
 def test_bad_value_names_the_variable_and_what_it_accepts(
@@ -113,6 +119,12 @@ def test_several_workers_without_redis_are_refused_with_the_reason() -> None:
     assert "WORKERS > 1 needs REDIS_URL" in text
     assert "shared between processes" in text
     assert Settings.from_env({"WORKERS": "2", "REDIS_URL": "redis://h:6379/0"}).workers == 2
+
+
+def test_redis_cluster_is_off_unless_set_to_1_with_a_node_url() -> None:
+    assert Settings.from_env({"REDIS_URL": "redis://h:7001/0"}).redis_cluster is False
+    on = Settings.from_env({"SUISHEN_REDIS_CLUSTER": "1", "REDIS_URL": "redis://h:7001"})
+    assert on.redis_cluster is True
 
 
 @pytest.mark.parametrize(
