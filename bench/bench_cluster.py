@@ -1,7 +1,8 @@
 """One Redis node against a three-master Redis Cluster: `GET /v1/codes/me`,
 `POST /v1/codes/verify`, `POST /v1/gates/scan` (and `/healthz`) on two suishen servers
 that differ only in their Redis, measured interleaved in one run as server CPU µs per
-request and requests/s. PostgreSQL + Redis only (`--real`).
+request and requests/s, and the cluster's own CPU per request (its masters' `INFO cpu`
+over the app's request count in `/metrics`). PostgreSQL + Redis only (`--real`).
 
 The cluster is `BENCH_REDIS_CLUSTER_URL` when set; otherwise `.ci/redis-cluster` starts
 one on ports 7001-7003 (reusing one already up) and stops what it started."""
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import replace
 
+import httpx
 import redis.cluster
 
 from bench.bench_limits import PATHS, measurements, set_up
@@ -57,6 +60,43 @@ def flush(url: str) -> None:
         cluster.flushall(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
 
 
+def redis_cpu_s(url: str) -> float:
+    """User + system CPU seconds the cluster's masters have used so far."""
+    total = 0.0
+    with redis.cluster.RedisCluster.from_url(url) as cluster:
+        for node in cluster.get_primaries():
+            info = cluster.info("cpu", target_nodes=node)
+            info = info.get(node.name, info)  # keyed by node on some redis-py versions
+            total += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return total
+
+
+def app_requests(server: Server) -> float:
+    """Requests the server has answered so far, by its own metrics."""
+    text = httpx.get(server.url("/metrics"), timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("suishen_http_requests_total{")
+    )
+
+
+def with_redis_cpu(
+    measure: Callable[[], WrkResult], server: Server, url: str, sink: list[float]
+) -> Callable[[], WrkResult]:
+    """`measure`, also noting the cluster's CPU µs per request the app answered meanwhile
+    (codes issued for a verify or scan round included)."""
+
+    def run() -> WrkResult:
+        cpu, answered = redis_cpu_s(url), app_requests(server)
+        result = measure()
+        requests = app_requests(server) - answered - 1  # not the first /metrics
+        sink.append((redis_cpu_s(url) - cpu) / max(requests, 1) * 1e6)
+        return result
+
+    return run
+
+
 def cost_lines(rows: dict[str, WrkResult]) -> list[str]:
     lines = ["server CPU us/request, node -> cluster (ratio); requests/s node -> cluster"]
     for path in PATHS:
@@ -86,6 +126,12 @@ def run(opts: BenchOptions) -> Report:
             for label, t in targets.items()
         }
         # Interleaved path by path: node then cluster of one path, then the next.
+        redis_us: dict[str, list[float]] = {path: [] for path in PATHS}
+        for path in PATHS:
+            label = f"cluster {path}"
+            per_target["cluster"][label] = with_redis_cpu(
+                per_target["cluster"][label], clustered, url, redis_us[path]
+            )
         runs: dict[str, Callable[[], WrkResult]] = {}
         for i in range(len(PATHS)):
             for label in LABELS:
@@ -94,6 +140,9 @@ def run(opts: BenchOptions) -> Report:
     chosen = {label: median_cpu(rs) for label, rs in results.items()}
     notes = [
         *cost_lines(chosen),
+        "Redis Cluster CPU us per app request, median of the rounds (all three masters; "
+        "verify and scan rounds include issuing their fresh codes): "
+        + ", ".join(f"{p} {statistics.median(v):.0f}" for p, v in redis_us.items()),
         f"each row: the round with the median CPU/request of {opts.rounds}; the CPU is the "
         "app server's (Redis runs on its own processes, unpinned)",
     ]
