@@ -15,8 +15,9 @@ minimum age refuses offline entries (`under_min_age`).
 Printed codes (离线码, docs/code-format.md section 9) carry no colour and no pseudonym: an
 offline gate admits one only where the venue's policy has `printed_codes_offline`, judged
 by the bundle's revocations alone (no colour check), and refuses it otherwise
-(`printed_offline_not_allowed`). Its holder is the card's id (the same card every visit),
-so anti-passback holds locally; the code-admits-once rule does not apply to it.
+(`printed_offline_not_allowed`). Its holder is the card's id (the same card every visit).
+As on the server, a card's admission stands for one visit: presented again while its holder
+is inside it answers that admission (`repeat_of`); after an exit it admits afresh.
 """
 
 from __future__ import annotations
@@ -163,9 +164,12 @@ class OfflineGate:
         sid = scan_id or f"off-{uuid.uuid4().hex}"
         result = verify(code, self.keys, self.revoked, now, kind=GATE_KINDS)
         result = self.replay.present(result, self.gate_id, now)
-        # A printed card admits on every visit: only dynamic codes admit once.
-        once = result.valid and result.kind != PRINTED
-        earlier = self.admitted.get(result.code_id or "") if once else None
+        holder = self._holder(result) if result.valid else None
+        earlier = self.admitted.get(result.code_id or "") if result.valid else None
+        if earlier is not None and result.kind == PRINTED and holder not in self.inside:
+            # A card's admission stands for its visit only (the server's visit key): the
+            # holder left since, so this is a new visit.
+            earlier = None
         if move == Direction.IN and earlier is not None:
             # Presented again: the earlier admission's answer, nothing admitted or counted.
             repeat = OfflineScan(
@@ -173,12 +177,11 @@ class OfflineGate:
             )
             self.pending.append(repeat)
             return repeat
-        holder = self._holder(result) if result.valid else None
         decision = self._decision(result, holder, move, now)
         if decision.admitted and holder is not None:
             self._move(holder, move, now)
         scan = OfflineScan(sid, code, move, now, decision.decision, decision.reason)
-        if decision.admitted and move == Direction.IN and once and result.code_id is not None:
+        if decision.admitted and move == Direction.IN and result.code_id is not None:
             self.admitted[result.code_id] = scan
         self.pending.append(scan)
         return scan

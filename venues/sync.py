@@ -8,8 +8,9 @@ presence and occupancy as online scans do, keyed by the code's subject
 for someone not inside (and not for an entry older than their last recorded exit), an exit
 only for someone inside. What the server knows better is reported per scan as conflicts.
 A printed code (离线码) is shown on every visit: it takes no once-per-code admission and is
-never "admitted elsewhere"; presence alone counts it, and a card revoked since the gate's
-bundle is reported (`code_revoked`).
+never "admitted elsewhere"; presence alone counts it (a repeat the gate answered within one
+visit counts nothing), and a card revoked since the gate's bundle is reported
+(`code_revoked`).
 """
 
 from __future__ import annotations
@@ -244,9 +245,12 @@ async def _count_offline(
         ):
             return False, [], None
         return await store.bump_occupancy(gate.venue_id, -1) is not None, [], None
-    # One admission per dynamic code; a printed card is shown again on every visit.
-    once = result.code_id is not None and result.kind != PRINTED
-    key = admission_key(gate.venue_id, result.code_id or "") if once else None
+    if result.kind == PRINTED:
+        if item.repeat_of is not None:
+            return False, [], None  # the gate answered the card's admission of this visit
+        key = None  # a card is shown on every visit: presence alone counts it
+    else:
+        key = admission_key(gate.venue_id, result.code_id) if result.code_id else None
     earlier = await Admission.get_or_none(key=key) if key else None
     if earlier is not None:
         # The code admitted already: a repeat at this gate, or reported as admitted elsewhere.

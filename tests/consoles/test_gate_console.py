@@ -23,21 +23,24 @@ from tests.factories import valid_id_number
 
 
 class Resident:
-    def __init__(self, server: ConsoleServer) -> None:
+    def __init__(self, server: ConsoleServer, name: str = "王小红") -> None:
         self.base = server.base_url
-        phone = f"137{random.randrange(10**8):08d}"
-        sent = httpx.post(f"{self.base}/v1/auth/otp", json={"phone": phone}).json()
+        self.phone = f"137{random.randrange(10**8):08d}"
+        sent = httpx.post(f"{self.base}/v1/auth/otp", json={"phone": self.phone}).json()
         tokens = httpx.post(
-            f"{self.base}/v1/auth/login", json={"phone": phone, "otp": sent["debug_code"]}
+            f"{self.base}/v1/auth/login", json={"phone": self.phone, "otp": sent["debug_code"]}
         ).json()
         self.headers = {"Authorization": f"Bearer {tokens['access_token']}"}
         born = date(1960, 1, 1) + timedelta(days=random.randrange(365 * 40))
+        self.name = name
+        self.id_number = valid_id_number(born, region=random.choice(("310101", "310112")))
         bound = httpx.put(
             f"{self.base}/v1/residents/me/identity",
-            json={"name": "王小红", "id_number": valid_id_number(born)},
+            json={"name": name, "id_number": self.id_number},
             headers=self.headers,
         )
         assert bound.status_code == 200, bound.text
+        self.subject_id: str = bound.json()["subject_id"]
 
     def code(self) -> str:
         answer = httpx.get(f"{self.base}/v1/codes/me", headers=self.headers)
@@ -52,8 +55,14 @@ def _operator(server: ConsoleServer) -> tuple[str, dict[str, str]]:
     return venue["id"], {"Authorization": f"Bearer {token}"}
 
 
-def _pairing_code(server: ConsoleServer, direction: str = "both") -> str:
-    venue_id, headers = _operator(server)
+def _pairing_code(
+    server: ConsoleServer,
+    direction: str = "both",
+    venue: tuple[str, dict[str, str]] | None = None,
+) -> str:
+    """A one-time pairing code for a new gate of `venue` (id, operator headers; the demo
+    venue by default)."""
+    venue_id, headers = venue or _operator(server)
     gate = httpx.post(
         f"{server.base_url}/v1/venues/{venue_id}/gates",
         json={"name": f"Console {random.randrange(10**6)}", "direction": direction},
@@ -69,9 +78,11 @@ def _pairing_code(server: ConsoleServer, direction: str = "both") -> str:
     return code
 
 
-def _paired(page: Page, server: ConsoleServer) -> None:
+def _paired(
+    page: Page, server: ConsoleServer, venue: tuple[str, dict[str, str]] | None = None
+) -> None:
     page.goto(f"{server.base_url}/gate/")
-    page.fill("#pairing-code", _pairing_code(server))
+    page.fill("#pairing-code", _pairing_code(server, venue=venue))
     page.click("#pair")
     page.wait_for_selector("[data-testid=scan]")
     _until(page, "document.body.dataset.ready === '1'")
@@ -194,7 +205,8 @@ def test_code_vectors_in_the_browser(console_server: ConsoleServer, page: Page) 
             const r = await m.verify(v.code, keys, revoked, now, skew, kinds[v.kind]);
             const row = {valid: r.valid, reason: r.reason, code_id: r.codeId ?? null,
               type: r.kind ?? null, status: r.status ?? null,
-              expires_at: r.valid ? new Date((r.issuedAt + r.lifetime) * 1000).toISOString() : null};
+              expires_at: r.valid
+                ? new Date((r.issuedAt + r.lifetime) * 1000).toISOString() : null};
             if (v.gate_keys) row.pseudonym = await m.dailyPseudonym(r, v.gate_keys);
             if (v.presentations) {
               const memory = new m.OfflineGate();  // its replay memory, one verifier at a time

@@ -267,14 +267,15 @@ export class OfflineGate {
     const scannedAt = new Date(nowMs).toISOString();
     let result = await verify(code, this.keys, this.revoked, nowMs, SKEW_MS, GATE_KINDS);
     result = this.present(result, nowMs);
-    // A printed card admits on every visit: only dynamic codes admit once.
-    const once = result.valid && result.type !== TYPE_PRINTED;
-    const earlier = once ? this.admitted.get(result.codeId || "") : undefined;
+    const holder = result.valid ? await this.holder(result) : null;
+    let earlier = result.valid ? this.admitted.get(result.codeId || "") : undefined;
+    // A card's admission stands for its visit only (the server's visit key): the holder
+    // left since, so this is a new visit.
+    if (earlier && result.type === TYPE_PRINTED && !this.inside.has(holder)) earlier = undefined;
     if (direction === "in" && earlier) {
       return { scan_id: sid, code, direction, scanned_at: scannedAt, decision: earlier.decision,
         reason: earlier.reason, repeat_of: earlier.scan_id, status: result.status, kind: result.kind };
     }
-    const holder = result.valid ? await this.holder(result) : null;
     let policy = this.document.policy;
     let status = result.status;
     if (direction === "in" && result.valid && result.type === TYPE_PRINTED) {
@@ -297,7 +298,7 @@ export class OfflineGate {
       : decideEntry(policy, facts, Number(this.document.early_entry_minutes) * 60_000);
     if (decision === "admit" && holder != null) this.move(holder, direction, nowMs);
     const scan = { scan_id: sid, code, direction, scanned_at: scannedAt, decision, reason, status: result.status, kind: result.kind };
-    if (decision === "admit" && direction === "in" && once && result.codeId) this.admitted.set(result.codeId, { scan_id: sid, decision, reason });
+    if (decision === "admit" && direction === "in" && result.codeId) this.admitted.set(result.codeId, { scan_id: sid, decision, reason });
     return scan;
   }
 

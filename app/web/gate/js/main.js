@@ -355,6 +355,7 @@ function renderBar() {
   net.className = state.online ? "online" : "offline";
   net.dataset.state = state.online ? "online" : "offline";
   const age = $("#bundle-age");
+  age.dataset.issued = state.offline?.document.issued_at || "";
   if (!state.offline) age.textContent = T.bundle_none;
   else if (Date.now() >= state.bundleExpires) age.textContent = T.bundle_expired;
   else age.textContent = fmt(T.bundle_age, { m: Math.floor((Date.now() - state.bundleAt) / 60000) });
