@@ -10,8 +10,10 @@ import pytest
 
 from app.clock import FrozenClock
 from app.context import AppContext
+from app.settings import SettingsError
 from payments import credit, tasks
 from payments.credit_bureau import (
+    CreditConfig,
     CreditReport,
     CreditRuntime,
     Persona,
@@ -189,3 +191,12 @@ def test_assessment_caps_every_tier_at_the_platform_ceiling() -> None:
     assert capped.reasons[-1] == "capped at the platform ceiling of 1,500 yuan"
     assert assess(CreditReport(score=2_000), ceiling_fen=10**9).score == 950  # the scale's top
     assert assess(None, ceiling_fen=10**9).pending is True
+
+
+def test_production_refuses_the_sandbox_credit_bureau_and_unknown_bureaus() -> None:
+    with pytest.raises(SettingsError, match="production refuses SUISHEN_CREDIT_BUREAU=sandbox"):
+        CreditConfig.from_extra({}, production=True)
+    with pytest.raises(SettingsError, match="SUISHEN_CREDIT_BUREAU must be one of sandbox"):
+        CreditConfig.from_extra({"SUISHEN_CREDIT_BUREAU": "pboc"}, production=False)
+    tuned = CreditConfig.from_extra({"SUISHEN_CREDIT_REVIEW_DAYS": "7"}, production=False)
+    assert tuned.review_after == timedelta(days=7)
