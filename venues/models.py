@@ -148,6 +148,9 @@ class Entry(Model):
     counted = fields.BooleanField(default=False)  # changed occupancy (undone on annul)
     response: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     offline = fields.BooleanField(default=False)
+    # code / printed / id_card (venues.states.Credential): with the gate, time and subject,
+    # the audit trail of ID-card scans (the number itself is never stored).
+    credential = fields.CharField(max_length=8, default="code")
     scanned_at = fields.DatetimeField()
     recorded_at = fields.DatetimeField()
     annulled_at = fields.DatetimeField(null=True)
@@ -162,9 +165,11 @@ class Admission(Model):
     """The one admission a code made at a venue (online or synced): the entry that admitted
     it. The primary key refuses a second admission of the code atomically, whatever the
     policy (that scan is answered as a repeat); annulling the admission deletes the row and
-    frees the code."""
+    frees the code. A long-lived credential (printed code, ID card) admits once per visit:
+    its key names the person's visit and the person's exit deletes it."""
 
-    key = fields.CharField(max_length=128, primary_key=True)  # "<venue_id>/<code_id>"
+    # "<venue_id>/<code_id>" for a dynamic code, "<venue_id>/visit/<subject_id>" for a visit
+    key = fields.CharField(max_length=128, primary_key=True)
     venue_id = fields.CharField(max_length=40)
     gate_id = fields.CharField(max_length=40)
     scan_id = fields.CharField(max_length=80)

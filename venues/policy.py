@@ -13,6 +13,10 @@ Entry scans are decided in this order, and the first failing step is the reason:
 
 Exits need a valid code only. Steps 5 and 7 are decided here on a snapshot and then
 enforced again atomically by the service (the snapshot may be stale under concurrency).
+
+A party (a holder and companions, 同行人员) is settled by `settle_party`: each person's own
+policy decision, then anti-passback per person, companions only with their holder, and
+capacity for the whole party or for nobody.
 """
 
 from __future__ import annotations
@@ -32,6 +36,13 @@ RESERVATION_REQUIRED = "reservation_required"
 ALREADY_INSIDE = "already_inside"
 REENTRY_NOT_ALLOWED = "reentry_not_allowed"
 VENUE_FULL = "venue_full"
+# ID cards and companions
+ID_CARD_NOT_ALLOWED = "id_card_not_allowed"
+ID_CARD_UNKNOWN = "id_card_unknown"
+NOT_A_DEPENDENT = "not_a_dependent"
+HOLDER_REFUSED = "holder_refused"
+# The most companions one scan can name (the venue's party limit is usually lower).
+MAX_COMPANIONS = 20
 
 
 @dataclass(frozen=True)
@@ -162,3 +173,65 @@ def decide_exit(facts: ScanFacts) -> Decision:
     if not facts.code_valid:
         return deny(facts.code_reason)
     return admit()
+
+
+@dataclass(frozen=True)
+class PartySettlement:
+    """The final decisions of a party's entry, in party order (the holder first)."""
+
+    decisions: tuple[Decision, ...]
+    counted: tuple[bool, ...]  # whose entry takes a place (not inside before)
+
+    @property
+    def places(self) -> int:
+        return sum(self.counted)
+
+
+def settle_party(
+    planned: Sequence[Decision],
+    inside: Sequence[bool],
+    *,
+    anti_passback: bool,
+    occupancy: int,
+    capacity: int,
+    holder_fixed: bool = False,
+) -> PartySettlement:
+    """Settle an entry of a holder (index 0) and companions from each person's policy
+    decision (`planned`) and whether they are inside. A companion passes only with the
+    holder; under anti-passback someone inside is refused; people already inside pass
+    uncounted; and the places the party needs are taken for everyone or for nobody
+    (`venue_full`). `holder_fixed`: the holder's decision is given (a repeat of its
+    admission) and they take no place. The service enforces the same atomically."""
+    holder_passes = planned[0].admitted and (holder_fixed or not (anti_passback and inside[0]))
+    passes: list[bool] = []
+    reasons: list[str] = []  # why a person does not pass ("" when they do)
+    for i, (decision, is_inside) in enumerate(zip(planned, inside, strict=True)):
+        if i == 0 and holder_fixed:
+            passes.append(False)
+            reasons.append("")
+        elif not decision.admitted:
+            passes.append(False)
+            reasons.append(decision.reason)
+        elif i > 0 and not holder_passes:
+            passes.append(False)
+            reasons.append(HOLDER_REFUSED)
+        elif anti_passback and is_inside:
+            passes.append(False)
+            reasons.append(ALREADY_INSIDE)
+        else:
+            passes.append(True)
+            reasons.append("")
+    counted = [p and not is_inside for p, is_inside in zip(passes, inside, strict=True)]
+    places = sum(counted)
+    room = places == 0 or occupancy + places <= capacity
+    decisions: list[Decision] = []
+    for i, (passing, reason) in enumerate(zip(passes, reasons, strict=True)):
+        if i == 0 and holder_fixed:
+            decisions.append(planned[0])
+        elif not passing:
+            decisions.append(deny(reason))
+        elif not room:
+            decisions.append(deny(VENUE_FULL))
+        else:
+            decisions.append(admit())
+    return PartySettlement(tuple(decisions), tuple(c and room for c in counted))

@@ -11,6 +11,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from app import types as t
 from auth.api import SubjectId
+from venues.policy import MAX_COMPANIONS
 
 Status = Literal["green", "yellow", "red"]
 Direction = Literal["in", "out"]
@@ -183,7 +184,6 @@ class MyReservationList(BaseModel):
 # The number a gate's ID-card reader reads: 17 digits and a check character. A number that
 # fails its check digit or names nobody here is refused as `id_card_unknown`, like any other.
 IdCardNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{17}[0-9Xx]$")]
-MAX_COMPANIONS = 20  # the schema's bound; the venue's party limit is enforced by the service
 
 
 class ScanIn(_In):

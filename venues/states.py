@@ -32,6 +32,18 @@ class EntryState(StrEnum):
     ANNULLED = "annulled"
 
 
+class Credential(StrEnum):
+    """What identified the holder of a scan (`venues_entry.credential`)."""
+
+    CODE = "code"  # the dynamic identity code, one admission per code
+    PRINTED = "printed"  # a printed long-lived code, one admission per visit
+    ID_CARD = "id_card"  # a resident ID card read at the gate, one admission per visit
+
+    @property
+    def long_lived(self) -> bool:
+        return self is not Credential.CODE
+
+
 class ScanDecision(StrEnum):
     ADMIT = "admit"
     DENY = "deny"

@@ -8,12 +8,20 @@ that records why they changed; the database serialises concurrent writers on the
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from tortoise.exceptions import OperationalError
 from tortoise.expressions import F, Q
+from tortoise.transactions import in_transaction
 
 from app.db import placeholders
-from venues.models import Presence, Slot, Venue
+from venues import policy as pol
+from venues.models import Admission, Entry, Presence, Reservation, Slot, Venue
+from venues.states import Direction
 
 # Inserts the presence row inside, or flips an outside one; no row comes back when the
 # person is inside already. One statement, so two gates cannot both claim the person.
@@ -37,10 +45,10 @@ _EXITED_SQL = (
 )
 
 _BUMP_SQL = {
-    +1: "UPDATE venues_venue SET occupancy = occupancy + 1 "
-    "WHERE id = {p} AND occupancy < capacity RETURNING occupancy",
-    -1: "UPDATE venues_venue SET occupancy = occupancy - 1 "
-    "WHERE id = {p} AND occupancy > 0 RETURNING occupancy",
+    +1: "UPDATE venues_venue SET occupancy = occupancy + {0} "
+    "WHERE id = {1} AND occupancy + {2} <= capacity RETURNING occupancy",
+    -1: "UPDATE venues_venue SET occupancy = occupancy - {0} "
+    "WHERE id = {1} AND occupancy >= {2} RETURNING occupancy",
 }
 
 _OCCUPANCY_SQL = "SELECT occupancy FROM venues_venue WHERE id = {p}"
@@ -87,11 +95,11 @@ async def inside(venue_id: str, subject_id: str) -> bool:
 
 async def bump_occupancy(venue_id: str, delta: int) -> int | None:
     """One conditional UPDATE ... RETURNING (SQLite and PostgreSQL both have it): the new
-    occupancy, or None when the bound (capacity, or zero) was reached."""
+    occupancy, or None when the bound (capacity, or zero) would be passed."""
     client = Venue._meta.db
-    sql = _BUMP_SQL[delta].format(p=placeholders(client, 1)[0])
+    sql = _BUMP_SQL[1 if delta > 0 else -1].format(*placeholders(client, 3))
     # execute_query_dict: the asyncpg client's execute_query drops RETURNING rows of UPDATEs.
-    rows = await client.execute_query_dict(sql, [venue_id])
+    rows = await client.execute_query_dict(sql, [abs(delta), venue_id, abs(delta)])
     return int(rows[0]["occupancy"]) if rows else None
 
 
@@ -115,3 +123,361 @@ async def take_places(slot_id: str, n: int) -> bool:
 
 async def give_back_places(slot_id: str, n: int) -> None:
     await Slot.filter(id=slot_id, booked__gte=n).update(booked=F("booked") - n)
+
+
+# -- one scan's decision for a party, in one round trip ----------------------------------------
+
+
+@dataclass(frozen=True)
+class PartyMember:
+    """One person of a scanned party (the holder first) with the policy's own decision on
+    them (`planned`); anti-passback and capacity are settled in the scan's statement."""
+
+    subject_id: str | None
+    planned: pol.Decision
+    scan_id: str
+    body_hash: str
+    response: dict[str, Any]  # the answer without decision, reason and occupancy
+    code_id: str | None = None
+    reservation_id: str | None = None
+    # A holder answered as a repeat of its admission: the decision is given, no place taken.
+    fixed: bool = False
+
+
+@dataclass(frozen=True)
+class PartyScan:
+    venue_id: str
+    gate_id: str
+    direction: Direction
+    credential: str
+    scanned_at: datetime
+    recorded_at: datetime
+    anti_passback: bool
+    members: Sequence[PartyMember]
+    # The holder's admission key (None: no admission is taken, e.g. an exit or a repeat).
+    admission_key: str | None = None
+    # Exits: the per-visit admission keys of the people let out, released with the exit.
+    visit_keys: Sequence[str] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class RecordedScan:
+    scan_id: str
+    decision: str
+    reason: str
+    counted: bool
+    response: dict[str, Any]
+
+
+class ScanRaced(Exception):
+    """The scan's snapshot disagreed with what its guarded writes found (a concurrent scan
+    moved presence or occupancy in between); the statement rolled back whole."""
+
+
+# PostgreSQL: the whole decision in one statement. Everything is decided on the statement's
+# snapshot (admission held, who is inside, occupancy); the writes are guarded (the admission
+# key's primary key, `occupancy + k <= capacity`, `inside = FALSE`), and when one finds
+# other than the snapshot said (a concurrent scan committed in between) the last SELECT
+# fails its cast, rolling everything back, and the scan is tried again (ScanRaced). The
+# CTEs reference each other so the rows are locked in one order: admission key, venue,
+# presence. The decision is `venues.policy.settle_party`, written in SQL.
+_PARTY_COLUMNS = (
+    "subject_id text, planned bool, reason text, fixed bool, scan_id text, body_hash text, "
+    "code_id text, reservation_id text, response text, i bigint"
+)
+_PARTY_HEAD = """
+WITH p AS (
+  SELECT * FROM unnest({0}::text[], {1}::bool[], {2}::text[], {3}::bool[], {4}::text[],
+                       {5}::text[], {6}::text[], {7}::text[], {8}::text[])
+    WITH ORDINALITY AS t(subject_id, planned, reason, fixed, scan_id, body_hash, code_id,
+                         reservation_id, response, i)
+),
+v AS (
+  SELECT occupancy, capacity,
+         NOT EXISTS (SELECT 1 FROM venues_admission WHERE key = {10}) AS go
+  FROM venues_venue WHERE id = {9}
+),
+f AS (
+  SELECT p.*, COALESCE(pr.inside, FALSE) AS inside
+  FROM p LEFT JOIN venues_presence pr ON pr.venue_id = {9} AND pr.subject_id = p.subject_id
+),"""
+_ENTER_CTES = """
+h AS (SELECT planned AND (fixed OR NOT ({11} AND inside)) AS passes FROM f WHERE i = 1),
+d AS (
+  SELECT f.*,
+    (NOT f.fixed AND f.planned AND (f.i = 1 OR h.passes) AND NOT ({11} AND f.inside)) AS passes,
+    CASE WHEN f.fixed OR NOT f.planned THEN f.reason
+         WHEN f.i > 1 AND NOT h.passes THEN 'holder_refused'
+         WHEN {11} AND f.inside THEN 'already_inside' ELSE 'ok' END AS why
+  FROM f, h
+),
+k AS (SELECT count(*) FILTER (WHERE passes AND NOT inside) AS places FROM d),
+s AS (
+  SELECT d.*, r.room,
+    CASE WHEN d.fixed THEN (CASE WHEN d.planned THEN 'admit' ELSE 'deny' END)
+         WHEN d.passes AND r.room THEN 'admit' ELSE 'deny' END AS decision,
+    CASE WHEN d.fixed THEN d.reason WHEN d.passes AND r.room THEN 'ok'
+         WHEN d.passes THEN 'venue_full' ELSE d.why END AS final_reason,
+    (d.passes AND NOT d.inside AND r.room) AS counted
+  FROM d, (SELECT k.places = 0 OR v.occupancy + k.places <= v.capacity AS room FROM k, v) r
+),
+adm AS (
+  INSERT INTO venues_admission (key, venue_id, gate_id, scan_id, admitted_at)
+  SELECT {10}, {9}, {12}, s.scan_id, {14} FROM s, v
+  WHERE v.go AND {10}::text IS NOT NULL AND s.i = 1 AND NOT s.fixed AND s.decision = 'admit'
+  RETURNING key
+),
+occ AS (
+  UPDATE venues_venue SET occupancy = venues_venue.occupancy + k.places
+  FROM k, v, (SELECT count(*) AS n FROM adm) a
+  WHERE venues_venue.id = {9} AND v.go AND a.n >= 0 AND k.places > 0
+    AND venues_venue.occupancy + k.places <= venues_venue.capacity
+    AND EXISTS (SELECT 1 FROM s WHERE s.room)
+  RETURNING venues_venue.occupancy
+),
+claim AS (
+  INSERT INTO venues_presence (venue_id, subject_id, inside, entered_at)
+  SELECT {9}, s.subject_id, TRUE, {14} FROM s, v
+  WHERE v.go AND s.passes AND s.room
+    AND ((SELECT places FROM k) = 0 OR EXISTS (SELECT 1 FROM occ))
+  ON CONFLICT (venue_id, subject_id) DO UPDATE
+  SET inside = TRUE, entered_at = excluded.entered_at WHERE venues_presence.inside = FALSE
+  RETURNING subject_id
+),
+res AS (
+  UPDATE venues_reservation SET used_at = {14}
+  WHERE id IN (SELECT reservation_id FROM s WHERE s.counted) AND used_at IS NULL
+    AND (SELECT go FROM v)
+),"""
+_EXIT_CTES = """
+s AS (
+  SELECT f.*, CASE WHEN f.planned THEN 'admit' ELSE 'deny' END AS decision,
+         f.reason AS final_reason, (f.planned AND f.inside) AS counted
+  FROM f
+),
+k AS (SELECT count(*) FILTER (WHERE counted) AS places FROM s),
+occ AS (
+  UPDATE venues_venue SET occupancy = venues_venue.occupancy - k.places FROM k
+  WHERE venues_venue.id = {9} AND k.places > 0 AND venues_venue.occupancy >= k.places
+  RETURNING venues_venue.occupancy
+),
+claim AS (
+  UPDATE venues_presence SET inside = FALSE, exited_at = {14}
+  WHERE venue_id = {9} AND inside
+    AND subject_id IN (SELECT subject_id FROM s WHERE s.planned)
+    AND ((SELECT places FROM k) = 0 OR EXISTS (SELECT 1 FROM occ))
+  RETURNING subject_id
+),
+outside AS (
+  INSERT INTO venues_presence (venue_id, subject_id, inside, exited_at)
+  SELECT {9}, s.subject_id, FALSE, {14} FROM s
+  WHERE s.planned AND NOT s.inside AND s.subject_id IS NOT NULL
+  ON CONFLICT (venue_id, subject_id) DO UPDATE SET exited_at = excluded.exited_at
+  WHERE venues_presence.inside = FALSE
+    AND (venues_presence.exited_at IS NULL OR venues_presence.exited_at < excluded.exited_at)
+),
+visit AS (
+  DELETE FROM venues_admission WHERE key = ANY({11}::text[])
+    AND EXISTS (SELECT 1 FROM s WHERE s.planned)
+),"""
+_PARTY_TAIL = """
+ent AS (
+  INSERT INTO venues_entry (venue_id, gate_id, scan_id, body_hash, direction, decision,
+    reason, subject_id, code_id, reservation_id, counted, response, offline, credential,
+    scanned_at, recorded_at)
+  SELECT {9}, {12}, s.scan_id, s.body_hash, {13}, s.decision, s.final_reason, s.subject_id,
+    s.code_id, s.reservation_id, s.counted,
+    s.response::jsonb || jsonb_build_object('decision', s.decision, 'reason', s.final_reason,
+      'occupancy', COALESCE((SELECT occupancy FROM occ), v.occupancy)),
+    FALSE, {15}, {16}, {14}
+  FROM s, v WHERE v.go ORDER BY s.i
+  RETURNING scan_id, decision, reason, counted, response
+)
+SELECT ent.*, CAST(CASE WHEN
+    ((SELECT places FROM k) = 0 OR NOT EXISTS (SELECT 1 FROM s WHERE s.counted)
+     OR EXISTS (SELECT 1 FROM occ))
+    AND (SELECT count(*) FROM claim) = (SELECT count(*) FROM s WHERE s.counted)
+    AND NOT EXISTS (SELECT 1 FROM claim c
+                    WHERE NOT EXISTS (SELECT 1 FROM s WHERE s.counted
+                                      AND s.subject_id = c.subject_id))
+  THEN '1' ELSE 'venues_scan_raced' END AS integer) AS settled
+FROM ent
+"""
+_PARTY_SQL = {
+    Direction.IN: "".join((_PARTY_HEAD, _ENTER_CTES, _PARTY_TAIL)),
+    Direction.OUT: "".join((_PARTY_HEAD, _EXIT_CTES, _PARTY_TAIL)),
+}
+RACED = "venues_scan_raced"
+RACE_TRIES = 4
+
+
+async def record_party(scan: PartyScan) -> list[RecordedScan] | None:
+    """Decide and record a party's scan atomically: one entry per person, presence and
+    occupancy moved for everyone counted or for nobody. None when the holder's admission key
+    is already held (the scan repeats that admission; nothing was written). Raises
+    IntegrityError when a concurrent scan took the scan_id or the admission key first."""
+    client = Venue._meta.db
+    for attempt in range(1, RACE_TRIES + 1):
+        try:
+            if client.capabilities.dialect == "postgres":
+                return await _record_party_pg(client, scan)
+            return await _record_party_sqlite(scan)
+        except ScanRaced:
+            if attempt == RACE_TRIES:
+                raise
+        except OperationalError as exc:
+            # A guarded write disagreed with the snapshot (the cast above), or two of the
+            # statement's parts met on one row a concurrent scan changed: roll back, retry.
+            if attempt == RACE_TRIES or not _raced(exc):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _raced(exc: Exception) -> bool:
+    text = str(exc)
+    return RACED in text or "a second time" in text or "invisible tuple" in text
+
+
+async def _record_party_pg(client: Any, scan: PartyScan) -> list[RecordedScan] | None:
+    entering = scan.direction == Direction.IN
+    sql = _PARTY_SQL[scan.direction].format(*placeholders(client, 17))
+    members = scan.members
+    args: list[Any] = [
+        [m.subject_id for m in members],
+        [m.planned.admitted for m in members],
+        [m.planned.reason for m in members],
+        [m.fixed for m in members],
+        [m.scan_id for m in members],
+        [m.body_hash for m in members],
+        [m.code_id for m in members],
+        [m.reservation_id for m in members],
+        [json.dumps(m.response, separators=(",", ":")) for m in members],
+        scan.venue_id,
+        scan.admission_key,
+        scan.anti_passback if entering else list(scan.visit_keys),
+        scan.gate_id,
+        scan.direction.value,
+        scan.recorded_at,
+        scan.credential,
+        scan.scanned_at,
+    ]
+    rows = await client.execute_query_dict(sql, args)
+    if not rows:
+        return None
+    return [_recorded(row) for row in rows]
+
+
+def _recorded(row: dict[str, Any]) -> RecordedScan:
+    response = row["response"]
+    if isinstance(response, str | bytes):
+        response = json.loads(response)
+    return RecordedScan(
+        row["scan_id"], row["decision"], row["reason"], bool(row["counted"]), response
+    )
+
+
+async def _record_party_sqlite(scan: PartyScan) -> list[RecordedScan] | None:
+    """The same decision as the PostgreSQL statement, in one transaction: SQLite runs one
+    writer at a time, so what is read here is still true when it is written."""
+    async with in_transaction():
+        if scan.admission_key and await Admission.exists(key=scan.admission_key):
+            return None
+        venue = await Venue.get(id=scan.venue_id).only("id", "occupancy", "capacity")
+        subjects = [m.subject_id for m in scan.members if m.subject_id]
+        found = await Presence.filter(
+            venue_id=scan.venue_id, subject_id__in=subjects, inside=True
+        ).values_list("subject_id", flat=True)
+        inside_now = {str(s) for s in found}
+        inside = [m.subject_id in inside_now for m in scan.members]
+        if scan.direction == Direction.IN:
+            settled = pol.settle_party(
+                [m.planned for m in scan.members],
+                inside,
+                anti_passback=scan.anti_passback,
+                occupancy=venue.occupancy,
+                capacity=venue.capacity,
+                holder_fixed=scan.members[0].fixed,
+            )
+            decisions, counted = settled.decisions, settled.counted
+        else:
+            decisions = tuple(m.planned for m in scan.members)
+            counted = tuple(
+                m.planned.admitted and i for m, i in zip(scan.members, inside, strict=True)
+            )
+        after = await _apply_sqlite(scan, decisions, counted, venue.occupancy)
+        recorded = []
+        for member, decision, is_counted in zip(scan.members, decisions, counted, strict=True):
+            response = {
+                **member.response,
+                "decision": decision.decision.value,
+                "reason": decision.reason,
+                "occupancy": after,
+            }
+            await Entry.create(
+                venue_id=scan.venue_id,
+                gate_id=scan.gate_id,
+                scan_id=member.scan_id,
+                body_hash=member.body_hash,
+                direction=scan.direction.value,
+                decision=decision.decision.value,
+                reason=decision.reason,
+                subject_id=member.subject_id,
+                code_id=member.code_id,
+                reservation_id=member.reservation_id,
+                counted=is_counted,
+                response=response,
+                credential=scan.credential,
+                scanned_at=scan.scanned_at,
+                recorded_at=scan.recorded_at,
+            )
+            recorded.append(
+                RecordedScan(
+                    member.scan_id, decision.decision.value, decision.reason, is_counted, response
+                )
+            )
+        return recorded
+
+
+async def _apply_sqlite(
+    scan: PartyScan,
+    decisions: Sequence[pol.Decision],
+    counted: Sequence[bool],
+    occupancy_now: int,
+) -> int:
+    """Move presence, occupancy, the admission and reservations for a settled party; the
+    occupancy after."""
+    at = scan.recorded_at
+    holder = scan.members[0]
+    if scan.direction == Direction.IN:
+        if scan.admission_key and not holder.fixed and decisions[0].admitted:
+            await Admission.create(
+                key=scan.admission_key,
+                venue_id=scan.venue_id,
+                gate_id=scan.gate_id,
+                scan_id=holder.scan_id,
+                admitted_at=at,
+            )
+        for member, is_counted in zip(scan.members, counted, strict=True):
+            if is_counted and member.subject_id:
+                if not await claim_inside(scan.venue_id, member.subject_id, at):
+                    raise ScanRaced()
+                if member.reservation_id is not None:
+                    await Reservation.filter(id=member.reservation_id, used_at=None).update(
+                        used_at=at
+                    )
+    else:
+        for member, decision, is_counted in zip(scan.members, decisions, counted, strict=True):
+            left = decision.admitted and member.subject_id is not None
+            if left and await leave(scan.venue_id, str(member.subject_id), at) != is_counted:
+                raise ScanRaced()
+        if any(d.admitted for d in decisions) and scan.visit_keys:
+            await Admission.filter(key__in=list(scan.visit_keys)).delete()
+    places = sum(counted)
+    if places == 0:
+        return occupancy_now
+    after = await bump_occupancy(
+        scan.venue_id, places if scan.direction == Direction.IN else -places
+    )
+    if after is None:
+        raise ScanRaced()
+    return after
