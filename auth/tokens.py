@@ -172,9 +172,10 @@ class Verifier:
     """Verifies access tokens, with a bounded memo of tokens whose signature already checked out.
 
     Gates and apps present the same token for up to 15 minutes, and the signature check
-    is most of the cost of authenticating a request. Only the signature and claim
-    parsing are remembered: the key must still be a verification key and the time
-    claims are checked against the clock on every use. Forged tokens never enter.
+    is most of the cost of authenticating a request. Only the signature and the claims
+    (parsed into the principal once) are remembered: the key must still be a verification
+    key and the time claims are checked against the clock on every use. Forged tokens
+    never enter.
     """
 
     def __init__(
@@ -184,34 +185,39 @@ class Verifier:
         self.issuer = issuer
         self.audience = audience
         self.max_entries = max_entries
-        self._memo: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._memo: dict[str, tuple[str, VerifiedToken]] = {}
 
     def verify(self, token: str, now: datetime) -> VerifiedToken:
         memo = self._memo.get(token)
         if memo is not None:
-            kid, claims = memo
+            kid, verified = memo
             if kid in self.ring.verification_keys(VERIFICATION_WINDOW):
-                return _check_claims(claims, now)
+                _check_times(verified.issued_at, verified.expires_at, now)
+                return verified
             del self._memo[token]
         kid, claims = _verified_claims(self.ring, token, issuer=self.issuer, audience=self.audience)
         verified = _check_claims(claims, now)
         if len(self._memo) >= self.max_entries:
             # Oldest first (dicts keep insertion order): those expire soonest.
             del self._memo[next(iter(self._memo))]
-        self._memo[token] = (kid, claims)
+        self._memo[token] = (kid, verified)
         return verified
 
 
-def _check_claims(claims: dict[str, Any], now: datetime) -> VerifiedToken:
-    iat, exp = claims["iat"], claims["exp"]
-    if not isinstance(iat, int) or not isinstance(exp, int):
-        raise TokenRejected("malformed")
+def _check_times(iat: int, exp: int, now: datetime) -> None:
     moment = now.timestamp()
     leeway = LEEWAY.total_seconds()
     if exp + leeway <= moment:
         raise TokenRejected("expired")
     if iat - leeway > moment:
         raise TokenRejected("not_yet_valid")
+
+
+def _check_claims(claims: dict[str, Any], now: datetime) -> VerifiedToken:
+    iat, exp = claims["iat"], claims["exp"]
+    if not isinstance(iat, int) or not isinstance(exp, int):
+        raise TokenRejected("malformed")
+    _check_times(iat, exp, now)
     knd = claims.get("knd")
     kind = _KINDS.get(knd) if isinstance(knd, str) else None
     if kind is None or not isinstance(claims["scope"], str):

@@ -262,3 +262,17 @@ def test_wrong_audience_is_refused_even_after_a_right_one_was_memoised(tmp_path:
     with pytest.raises(tokens.TokenRejected) as caught:
         tokens.Verifier(ring, issuer="iss", audience="other").verify(token, clock.now())
     assert caught.value.reason == "wrong_audience"
+
+
+def test_memo_keeps_the_parsed_principal_and_still_checks_the_clock(tmp_path: Path) -> None:
+    clock = FrozenClock()
+    ring = SigningKeyring(tmp_path, "tokens", clock)
+    ring.rotate()
+    verifier = tokens.Verifier(ring, issuer="iss", audience="aud")
+    token = issue_for(ring, clock.now(), "acc_1")
+    first = verifier.verify(token, clock.now())
+    again = verifier.verify(token, clock.now() + timedelta(minutes=5))
+    assert again is first  # parsed once; a Principal is immutable
+    with pytest.raises(tokens.TokenRejected) as early:
+        verifier.verify(token, clock.now() - timedelta(minutes=1))
+    assert early.value.reason == "not_yet_valid"
