@@ -61,10 +61,12 @@ def free_port() -> int:
         return port
 
 
-def taskset(cpu: int) -> list[str]:
-    """Pin to one core when the machine has it (a one-core machine runs unpinned)."""
-    if shutil.which("taskset") and (os.cpu_count() or 1) > cpu:
-        return ["taskset", "-c", str(cpu)]
+def taskset(cpus: int | str) -> list[str]:
+    """Pin to these cores (one, or a list like "0,1") when the machine has them (a
+    one-core machine runs unpinned)."""
+    highest = max(int(c) for c in str(cpus).split(","))
+    if shutil.which("taskset") and (os.cpu_count() or 1) > highest:
+        return ["taskset", "-c", str(cpus)]
     return []
 
 
@@ -100,6 +102,8 @@ class Server:
         self.log_path = var_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.cwd = REPO
+        # The cores it runs on (`taskset -c`); wrk keeps WRK_CPU.
+        self.cpus = str(SERVER_CPU)
 
     @property
     def base_url(self) -> str:
@@ -118,16 +122,21 @@ class Server:
         tree: Path | None = None,
         workers: int | None = None,
         server: str | None = None,
+        instance: str = "",
     ) -> Server:
         """`suishen serve` (one worker unless told), production log format, access log on.
         `tree` serves another worktree's code with its own venv, database
-        (`<BENCH_DATABASE_URL>_before`) and Redis key prefix (`before`)."""
+        (`<BENCH_DATABASE_URL>_before`) and Redis key prefix (`before`); `instance` names
+        a second server of this tree with a database and prefix of its own
+        (`<BENCH_DATABASE_URL>_<instance>`), so two can run at once."""
         var_dir = Path(tempfile.mkdtemp(prefix="suishen-bench-"))
         port = free_port()
         workers = workers or opts.workers
         database_url, prefix = opts.database_url, "suishen"
         if tree is not None:
-            database_url, prefix = f"{opts.database_url}_before", "before"
+            instance = "before"
+        if instance:
+            database_url, prefix = f"{opts.database_url}_{instance}", instance
         server_env = {
             **os.environ,
             "APP_ENV": "dev",
@@ -155,7 +164,7 @@ class Server:
             argv += ["--server", chosen]
         if seed_demo:
             argv.append("--seed-demo")
-        made = cls("suishen" if tree is None else "before", argv, server_env, port, var_dir)
+        made = cls(instance or "suishen", argv, server_env, port, var_dir)
         if tree is not None:
             made.cwd = tree
         return made
@@ -188,7 +197,7 @@ class Server:
     def start(self) -> Server:
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [*taskset(SERVER_CPU), *self.argv],
+            [*taskset(self.cpus), *self.argv],
             cwd=self.cwd,
             env=self.env,
             stdout=log,
