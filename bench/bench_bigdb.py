@@ -7,7 +7,9 @@ through the API. PostgreSQL + Redis."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 
 import asyncpg
@@ -121,12 +123,13 @@ def run(opts: BenchOptions) -> Report:
             seen[label] = max(seen.get(label, 0.0), result.rps)
             return result
 
-        runs = {}
+        def issue(t: Target) -> WrkResult:
+            return drive(t.server, opts, "/v1/codes/me", headers=t.residents[0])
+
+        runs: dict[str, Callable[[], WrkResult]] = {}
         for label, t in targets.items():
-            runs[f"gates/scan {label}"] = lambda label=label, t=t: scans(label, t)
-            runs[f"codes/me {label}"] = lambda t=t: drive(
-                t.server, opts, "/v1/codes/me", headers=t.residents[0]
-            )
+            runs[f"gates/scan {label}"] = functools.partial(scans, label, t)
+            runs[f"codes/me {label}"] = functools.partial(issue, t)
         results = rounds_of(runs, opts.rounds)
     rows = {label: median_cpu(rs) for label, rs in results.items()}
     notes = [

@@ -4,6 +4,7 @@ wrk pinned to core 1 as always. Goal: at least 1.6x. PostgreSQL + Redis."""
 
 from __future__ import annotations
 
+import functools
 from contextlib import ExitStack
 
 from bench.bench_limits import measure_scans, set_up
@@ -30,7 +31,7 @@ def run(opts: BenchOptions) -> Report:
             return Row(label, result)
 
         results = rounds_of(
-            {label: (lambda label=label: measure(label).result) for label in targets},
+            {label: functools.partial(lambda lb: measure(lb).result, label) for label in targets},
             opts.rounds,
         )
     best = {label: max(rs, key=lambda r: r.rps) for label, rs in results.items()}
