@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from app.context import AppContext
 from app.http import EndpointSpec, IdConvertor
+from tests.auth.helpers import kiosk
 from tests.factories import Machine, machine, resident
 
 JSON = {"content-type": "application/json"}
@@ -30,6 +31,7 @@ SCOPE_KIND = {
     "gates:scan": "gate",
     "codes:verify": "gate",
     "encounters:write": "hospital",
+    "kiosk:sessions": "kiosk",
 }
 
 
@@ -82,6 +84,7 @@ async def callers(client: httpx.AsyncClient, ctx: AppContext) -> dict[str, dict[
     machines: dict[str, Machine] = {"admin": admin}
     for kind in ("authority", "operator", "gate", "hospital"):
         machines[kind] = await machine(client, ctx, kind, tenants.get(kind))
+    machines["kiosk"] = await kiosk(client, ctx)
     headers = {scope: machines[kind].headers for scope, kind in SCOPE_KIND.items()}
     headers["resident"] = (await resident(client, ctx)).headers
     return headers
