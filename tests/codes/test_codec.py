@@ -119,3 +119,29 @@ def test_encode_refuses_fields_out_of_range() -> None:
         codec.encode_payload(identity_payload(issued_at=-1))
     with pytest.raises(ValueError):
         codec.encode_payload(codec.Payload(codec.TYPE_PLACE, KEY_ID, 0, 0, venue_id="x" * 65))
+
+
+@given(hours=st.integers(1, codec.MAX_LIFETIME_S), issued_at=st.integers(0, codec.MAX_UINT32))
+@settings(max_examples=50)
+def test_printed_payload_round_trips_with_its_lifetime_in_hours(hours: int, issued_at: int) -> None:
+    payload = codec.Payload(
+        codec.TYPE_PRINTED, KEY_ID, issued_at, hours * 3600, None, os.urandom(16)
+    )
+    code = codec.sign(payload, KEY)
+    assert codec.decode(code).payload == payload
+    # 92 bytes, 142 characters: a version 6 symbol at M, like an identity code.
+    assert len(code) == 142 and qr_version(code) <= 6
+    raw = codec.b45decode(code[len(codec.PREFIX) :])
+    assert int.from_bytes(raw[10:12], "big") == hours  # the wire field counts hours
+
+
+def test_a_printed_payload_takes_whole_hours_and_no_colour() -> None:
+    token = os.urandom(16)
+    for bad in (
+        codec.Payload(codec.TYPE_PRINTED, KEY_ID, 0, 5400, None, token),  # 1.5 hours
+        codec.Payload(codec.TYPE_PRINTED, KEY_ID, 0, 0, None, token),
+        codec.Payload(codec.TYPE_PRINTED, KEY_ID, 0, 3600, Status.GREEN, token),
+        codec.Payload(codec.TYPE_PRINTED, KEY_ID, 0, 65536 * 3600, None, token),
+    ):
+        with pytest.raises(ValueError):
+            codec.encode_payload(bad)

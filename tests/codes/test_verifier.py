@@ -175,3 +175,39 @@ def test_replay_memory_lets_the_same_gate_rescan_and_refuses_others() -> None:
     assert memory.present(result, "gate-a", AT).valid
     assert memory.present(result, "gate-a", AT).valid
     assert memory.present(result, "gate-b", AT).reason == "code_replayed"
+
+
+def printed_code(issued: datetime = ISSUED) -> str:
+    payload = codec.Payload(
+        codec.TYPE_PRINTED,
+        codec.key_id_of(SIGNER.public_key()),
+        int(issued.timestamp()),
+        180 * 86400,
+        None,
+        os.urandom(16),
+    )
+    return codec.sign(payload, SIGNER)
+
+
+def test_a_gate_accepts_identity_and_printed_codes_and_says_which() -> None:
+    card = printed_code()
+    at_gate = verifier.verify(card, KEYS, frozenset(), AT, kind=verifier.GATE_KINDS)
+    assert (at_gate.valid, at_gate.kind, at_gate.status) == (True, "printed", None)
+    assert at_gate.expires_at == ISSUED + timedelta(days=180)
+    identity = verifier.verify(CODE, KEYS, frozenset(), AT, kind=verifier.GATE_KINDS)
+    assert (identity.valid, identity.kind) == (True, "identity")
+    # A verifier that did not opt in (the default) refuses a card as malformed.
+    assert check(card).reason == Reason.CODE_MALFORMED
+    # No pseudonym to open: the id is random, not sealed with a day key.
+    day = pseudonym.day_of(int(ISSUED.timestamp()))
+    assert verifier.daily_pseudonym(at_gate, {day: os.urandom(32)}) is None
+
+
+def test_a_replay_memory_never_consumes_a_printed_code() -> None:
+    memory = verifier.ReplayMemory()
+    card = verifier.verify(printed_code(), KEYS, frozenset(), AT, kind=verifier.GATE_KINDS)
+    for gate in ("a", "b", "a", "c"):
+        assert memory.present(card, gate, AT).reason == Reason.OK
+    dynamic = verifier.verify(CODE, KEYS, frozenset(), AT, kind=verifier.GATE_KINDS)
+    assert memory.present(dynamic, "a", AT).valid
+    assert memory.present(dynamic, "b", AT).reason == Reason.CODE_REPLAYED
