@@ -44,7 +44,7 @@ PATHS = {
 }
 VERIFY_CODES = 400
 # First guesses of scans/s, to issue enough fresh codes for a run (then the best seen).
-SCAN_RATE_GUESS = {"baseline": 3000.0, "suishen": 1500.0, "before": 800.0}
+SCAN_RATE_GUESS = {"baseline": 2000.0, "suishen": 1000.0, "uvicorn": 1000.0, "before": 800.0}
 ISSUE_CONCURRENCY = 16
 # The best scans/s seen so far per server, so later rounds issue enough codes.
 rates: dict[str, float] = {}
@@ -185,6 +185,10 @@ def run(opts: BenchOptions) -> Report:
     with ExitStack() as stack:
         after = stack.enter_context(Server.suishen(opts, seed_demo=True))
         targets = {"suishen": set_up(after)}
+        if opts.server != "uvicorn":
+            # This tree under uvicorn too, to tell the serving tier's part from the code's.
+            uv = Server.suishen(opts, seed_demo=True, server="uvicorn", instance="uvicorn")
+            targets["uvicorn"] = set_up(stack.enter_context(uv))
         if opts.tree is not None:
             before = stack.enter_context(Server.suishen(opts, seed_demo=True, tree=opts.tree))
             targets["before"] = set_up(before)
@@ -200,7 +204,9 @@ def run(opts: BenchOptions) -> Report:
             runs.update([list(base_runs.items())[i]])
             for label in targets:
                 runs.update([list(per_target[label].items())[i]])
-        results = rounds_of(runs, opts.rounds)
+        # A few 503s (a Redis command past its 0.5 s timeout) on a machine shared with
+        # test suites are counted in the `failed` column, not fatal.
+        results = rounds_of(runs, opts.rounds, tolerate=0.005)
     chosen = {label: median_cpu(rs) for label, rs in results.items()}
     lines, _ = cost_lines(chosen, list(targets))
     notes = [*lines, f"each row: the round with the median CPU/request of {opts.rounds}"]
