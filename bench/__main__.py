@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import bench
-from bench.harness import BenchError, BenchOptions, Report, ensure_wrk, report
+from bench.harness import BenchError, BenchOptions, NeedsReal, Report, ensure_wrk, report
 
 
 def available() -> list[str]:
@@ -91,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = importlib.import_module(f"bench.bench_{name}")
         try:
             rep: Report = module.run(opts)
+        except NeedsReal as exc:
+            print(f"== {exc}\n", flush=True)
+            continue
         except BenchError as exc:
             print(f"== {name}: FAILED\n{exc}", file=sys.stderr, flush=True)
             failed.append(name)

@@ -18,6 +18,7 @@ from bench.bench_limits import Target, measure_scans, set_up
 from bench.harness import (
     BenchError,
     BenchOptions,
+    NeedsReal,
     Report,
     Row,
     Server,
@@ -107,7 +108,7 @@ async def seed(database_url: str, venue_id: str) -> float:
 
 def run(opts: BenchOptions) -> Report:
     if not opts.real:
-        raise BenchError("bigdb: run with --real")
+        raise NeedsReal("bigdb")
     with ExitStack() as stack:
         empty = stack.enter_context(Server.suishen(opts, seed_demo=True))
         big = stack.enter_context(Server.suishen(opts, seed_demo=True, instance="big"))

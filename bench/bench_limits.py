@@ -19,8 +19,8 @@ import httpx
 
 from bench.bench_venues import _client_token, _ok, _setup
 from bench.harness import (
-    BenchError,
     BenchOptions,
+    NeedsReal,
     Report,
     Row,
     Server,
@@ -181,7 +181,7 @@ def cost_lines(rows: dict[str, WrkResult], labels: Sequence[str]) -> tuple[list[
 
 def run(opts: BenchOptions) -> Report:
     if not opts.real:
-        raise BenchError("limits: run with --real (the baselines use PostgreSQL + Redis)")
+        raise NeedsReal("limits")
     with ExitStack() as stack:
         after = stack.enter_context(Server.suishen(opts, seed_demo=True))
         targets = {"suishen": set_up(after)}

@@ -13,7 +13,7 @@ from typing import Any
 from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser
 
 from app.kv import Keyspace, RedisStore
-from bench.harness import BenchError, BenchOptions, Report, Row, WrkResult
+from bench.harness import BenchOptions, NeedsReal, Report, Row, WrkResult
 from codes.store import VERIFY
 
 CALLS = 3000
@@ -58,7 +58,7 @@ async def _measure(url: str, rounds: int) -> dict[str, list[float]]:
 
 def run(opts: BenchOptions) -> Report:
     if not opts.real:
-        raise BenchError("redis: run with --real (BENCH_REDIS_URL)")
+        raise NeedsReal("redis")
     figures = asyncio.run(_measure(opts.redis_url, max(3, opts.rounds)))
     rows = []
     for label, values in figures.items():

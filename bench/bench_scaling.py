@@ -20,6 +20,7 @@ from bench.bench_payments import SERVER_ENV, _bearer, _hospital, _patient
 from bench.harness import (
     BenchError,
     BenchOptions,
+    NeedsReal,
     Report,
     Row,
     Server,
@@ -140,7 +141,7 @@ def close_rows(opts: BenchOptions, clinic: Clinic) -> dict[str, WrkResult]:
 
 def run(opts: BenchOptions) -> Report:
     if not opts.real:
-        raise BenchError("scaling: run with --real")
+        raise NeedsReal("scaling")
     with Server.suishen(opts, seed_demo=True, env=SERVER_ENV) as server:
         rows = scan_rows(opts, server, set_up(server))
         rows.update(close_rows(opts, Clinic(server)))

@@ -8,14 +8,22 @@ import functools
 from contextlib import ExitStack
 
 from bench.bench_limits import measure_scans, set_up
-from bench.harness import BenchError, BenchOptions, Report, Row, Server, median_cpu, rounds_of
+from bench.harness import (
+    BenchOptions,
+    NeedsReal,
+    Report,
+    Row,
+    Server,
+    median_cpu,
+    rounds_of,
+)
 
 GOAL = 1.6
 
 
 def run(opts: BenchOptions) -> Report:
     if not opts.real:
-        raise BenchError("workers: run with --real (two workers need Redis)")
+        raise NeedsReal("workers")
     with ExitStack() as stack:
         one = stack.enter_context(Server.suishen(opts, seed_demo=True, workers=1))
         two = Server.suishen(opts, seed_demo=True, workers=2, instance="w2")

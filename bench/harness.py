@@ -30,6 +30,14 @@ class BenchError(RuntimeError):
     """The benchmark could not be run as described (server did not start, wrk failed...)."""
 
 
+class NeedsReal(BenchError):
+    """The benchmark measures PostgreSQL + Redis only: `python -m bench` names it and goes
+    on (without `--real` this is not a failure)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name}: PostgreSQL + Redis only, run with --real")
+
+
 @dataclass(frozen=True)
 class BenchOptions:
     """What `python -m bench` was asked for; every benchmark's `run` receives it."""
@@ -182,7 +190,7 @@ class Server:
         """The hand-made limits (`bench/baselines.py`) beside a running suishen server:
         its keys (so suishen's tokens and codes verify), its database and Redis."""
         if not opts.real:
-            raise BenchError("the hand-made baselines need PostgreSQL + Redis (--real)")
+            raise NeedsReal("the hand-made baselines")
         var_dir = Path(tempfile.mkdtemp(prefix="suishen-bench-baseline-"))
         port = free_port()
         argv = [sys.executable, "-m", "bench.harness", "baseline", str(port)]
