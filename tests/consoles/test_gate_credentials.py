@@ -113,7 +113,7 @@ def _reason_text(page: Page) -> str:
 
 
 def test_printed_code_is_decided_offline_only_where_the_policy_allows(
-    console_server: ConsoleServer, page_factory: Any
+    console_server: ConsoleServer, page_factory: Any, tmp_path: Path
 ) -> None:
     allowing = fresh_venue(console_server, printed_codes_offline=True)
     keeping = fresh_venue(console_server)
@@ -150,6 +150,7 @@ def test_printed_code_is_decided_offline_only_where_the_policy_allows(
         "offline",
     )
     assert lenient.inner_text("[data-testid=printed-note]") == "离线码：健康状态无法离线核验"
+    _shot(lenient, tmp_path, "gate-printed-offline.png")
     again = _scan(lenient, card)
     assert (again["decision"], again["reason"]) == ("admit", "ok"), "the same visit, answered again"
     assert lenient.eval_on_selector("#verdict .occ", "e => e.textContent").startswith("在场 1 ")

@@ -12,7 +12,7 @@ export default {
   queue: "to upload {n}", occupancy: "inside {o} / {c}", dir_in: "In", dir_out: "Out", annul: "Annul last admit",
   annulled: "annulled", synced: "uploaded {n} offline scans", conflicts: "Conflicts (check by hand)",
   elder_on: "Large text", elder_off: "Standard text",
-  id_card_hint: "ID card number (reader or typed)", id_card_button: "Check ID card", id_card_bad: "The ID number is wrong: check the 18 characters",
+  id_card_short: "ID number", id_card_hint: "ID card number (reader or typed)", id_card_button: "Check ID card", id_card_bad: "The ID number is wrong: check the 18 characters",
   id_card_offline: "Cannot check an ID card offline: show a phone or printed code",
   problems: { rate_limited: "Too many ID card checks: try again shortly", party_too_large: "Too many companions", validation_failed: "Bad request: cannot check" },
   credential: { code: "phone code", printed: "printed code", id_card: "ID card" },

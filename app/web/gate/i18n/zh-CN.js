@@ -12,7 +12,7 @@ export default {
   queue: "待上传 {n}", occupancy: "在场 {o} / {c}", dir_in: "入", dir_out: "出", annul: "撤销上次通行",
   annulled: "已撤销", synced: "已上传 {n} 条离线记录", conflicts: "冲突（请人工核查）",
   elder_on: "长辈模式", elder_off: "标准模式",
-  id_card_hint: "身份证号（读卡器或手动输入）", id_card_button: "核验身份证", id_card_bad: "身份证号码有误，请核对 18 位号码",
+  id_card_short: "身份证号", id_card_hint: "身份证号（读卡器或手动输入）", id_card_button: "核验身份证", id_card_bad: "身份证号码有误，请核对 18 位号码",
   id_card_offline: "离线时无法核验身份证，请出示随申码或离线码",
   problems: { rate_limited: "身份证核验过于频繁，请稍后再试", party_too_large: "同行人数超过上限", validation_failed: "请求有误，无法核验" },
   credential: { code: "随申码", printed: "离线码", id_card: "身份证" },

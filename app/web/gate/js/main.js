@@ -463,7 +463,7 @@ function idNumberValid(text) {
 // scan field like the code scanner).
 function idCardForm() {
   const input = el("input", { id: "id-card", autocomplete: "off", inputmode: "text", maxlength: "18",
-    placeholder: T.id_card_hint, "aria-label": T.id_card_hint, "data-testid": "id-card" });
+    placeholder: T.id_card_short, "aria-label": T.id_card_hint, title: T.id_card_hint, "data-testid": "id-card" });
   const form = el("form", { class: "idcard" }, input, el("button", { id: "id-card-check", type: "submit" }, T.id_card_button));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
