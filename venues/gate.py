@@ -172,7 +172,8 @@ async def _held(key: str) -> tuple[Admission | None, Entry | None]:
 
 
 def _code_credential(verdict: Verification) -> Credential:
-    return Credential.CODE
+    # A printed card (离线码) is shown for months: it admits once per visit, not once.
+    return Credential.PRINTED if verdict.kind == "printed" else Credential.CODE
 
 
 async def _code_holder(ctx: AppContext, gate_id: str, code: str) -> Holder:

@@ -308,7 +308,7 @@ _PARTY_SQL = {
     Direction.OUT: "".join((_PARTY_HEAD, _EXIT_CTES, _PARTY_TAIL)),
 }
 RACED = "venues_scan_raced"
-RACE_TRIES = 4
+RACE_TRIES = 8  # a race needs a concurrent commit in between; each try sees more
 
 
 async def record_party(scan: PartyScan) -> list[RecordedScan] | None:

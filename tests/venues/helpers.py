@@ -179,6 +179,19 @@ async def occupancy(client: httpx.AsyncClient, venue: VenueKit) -> int:
     return value
 
 
+async def set_status(
+    client: httpx.AsyncClient, ctx: AppContext, subject_id: str | None, status: str
+) -> None:
+    """The health authority sets a person's colour now."""
+    authority = await machine(client, ctx, "authority")
+    changed = await client.put(
+        f"/v1/health-status/{subject_id}",
+        json={"status": status, "reason": "test"},
+        headers=authority.headers,
+    )
+    assert changed.status_code == 200, changed.text
+
+
 def conflicts_of(result: dict[str, Any]) -> dict[str, set[str]]:
     """A sync answer's conflicts, by scan_id."""
     return {c["scan_id"]: set(c["conflicts"]) for c in result["conflicts"]}
