@@ -9,7 +9,7 @@ Problem
  ├── SlotInvalid              422 slot_invalid           end not after start, walk-in over capacity
  ├── SlotInPast               422 slot_in_past           booking a slot that has ended
  ├── BookingNotOpen           422 booking_not_open       more than N days ahead of the slot
- ├── PartyTooLarge            422 party_too_large        more than N people in one booking
+ ├── PartyTooLarge            422 party_too_large        over N people in a booking or gate party
  ├── ScanClockSkewed          422 clock_skewed           scanned_at too far from the server clock
  ├── DirectionNotSupported    422 direction_not_supported  an in-only gate scanned an exit (or back)
  ├── SlotFull                 409 slot_full              no bookable place left in the slot
@@ -74,7 +74,7 @@ class BookingNotOpen(Problem):
 
 
 class PartyTooLarge(Problem):
-    """More people in one booking than the venue rules allow."""
+    """More people in one booking, or in one party at a gate, than the venue rules allow."""
 
     status, code, title = 422, "party_too_large", "Party too large"
 
