@@ -150,6 +150,7 @@ async def _book_payout(bill: Bill, collection: Collection, now: datetime) -> Non
 
 async def _book_collected(bill: Bill, collection: Collection, now: datetime) -> None:
     bill.collected_fen += collection.amount_fen
+    # Booked once: the collection was still pending under the bill lock.
     await post_transfer(
         ledger.collection(
             f"collection:{collection.id}",
@@ -158,6 +159,7 @@ async def _book_collected(bill: Bill, collection: Collection, now: datetime) -> 
         ),
         hospital_id=bill.hospital_id,
         now=now,
+        fresh=True,
     )
     bill.status = BILL.advance(bill.status, BillStatus.PAID)
     bill.paid_at = now

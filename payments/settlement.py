@@ -98,33 +98,42 @@ async def settle_encounter(
     if found.status != EncounterStatus.OPEN:
         return await Bill.get(encounter_id=encounter_id)
     now = ctx.clock.now()
-    record = await _begin(found, closed_by, now)
-    if record is None:
+    lease = ctx.runtime(PaymentsRuntime).config.bureau_retry_after
+    begun = await _begin(found, closed_by, now, lease)
+    if begun is None:
         return await Bill.get(encounter_id=encounter_id)
-    return await finish_settlement(ctx, record)
+    record, encounter, fresh = begun
+    return await finish_settlement(ctx, record, encounter=encounter, leased=fresh)
 
 
-async def _begin(found: Encounter, closed_by: ClosedBy, now: datetime) -> BureauSettlement | None:
-    """Mark the encounter closing (no more charges) and record the pending settlement."""
+async def _begin(
+    found: Encounter, closed_by: ClosedBy, now: datetime, lease: timedelta
+) -> tuple[BureauSettlement, Encounter, bool] | None:
+    """Mark the encounter closing (no more charges) and record the pending settlement,
+    leased to this caller (the worker leaves it alone until the lease runs out). The flag
+    says whether the record is new (and so already leased to us)."""
     async with in_transaction():
         encounter = await Encounter.filter(id=found.id).select_for_update().get()
         if encounter.status != EncounterStatus.OPEN:
             return None
-        record = await BureauSettlement.get_or_none(encounter_id=encounter.id)
-        if record is not None:
-            return record
+        if encounter.closed_at is not None:
+            record = await BureauSettlement.get_or_none(encounter_id=encounter.id)
+            if record is not None:
+                return record, encounter, False
         encounter.closed_at, encounter.closed_by = now, closed_by
         await encounter.save(update_fields=["closed_at", "closed_by"])
-        return await BureauSettlement.create(
+        record = await BureauSettlement.create(
             id=settlement_key(encounter.id),
             encounter_id=encounter.id,
             hospital_id=encounter.hospital_id,
             subject_id=encounter.subject_id,
             status=BureauStatus.PENDING,
             closed_by=closed_by,
-            next_attempt_at=now,
+            attempts=1,
+            next_attempt_at=now + lease,
             created_at=now,
         )
+        return record, encounter, True
 
 
 @dataclass(frozen=True)
@@ -177,18 +186,26 @@ async def ask_bureau(ctx: AppContext, visit: Visit, *, key: str | None = None) -
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def finish_settlement(ctx: AppContext, record: BureauSettlement) -> Bill:
+async def finish_settlement(
+    ctx: AppContext,
+    record: BureauSettlement,
+    *,
+    encounter: Encounter | None = None,
+    leased: bool = False,
+) -> Bill:
     """Ask the bureau under the record's key, then book its answer once."""
     rt = ctx.runtime(PaymentsRuntime)
     now = ctx.clock.now()
-    encounter = await Encounter.get(id=record.encounter_id)
+    if encounter is None:
+        encounter = await Encounter.get(id=record.encounter_id)
     if encounter.status != EncounterStatus.OPEN:
         return await Bill.get(encounter_id=encounter.id)
     visit = await load_visit(encounter)
-    # The record's next attempt doubles as a lease: the worker leaves it alone meanwhile.
-    await BureauSettlement.filter(id=record.id).update(
-        next_attempt_at=now + rt.config.bureau_retry_after, attempts=record.attempts + 1
-    )
+    if not leased:
+        # The record's next attempt doubles as a lease: the worker leaves it alone meanwhile.
+        await BureauSettlement.filter(id=record.id).update(
+            next_attempt_at=now + rt.config.bureau_retry_after, attempts=record.attempts + 1
+        )
     try:
         split = await ask_bureau(ctx, visit, key=record.id)
     except (BureauTimeout, BureauDown) as exc:
@@ -255,9 +272,13 @@ def batch_id(hospital_id: str, day: str) -> str:
 
 async def _billed_items(encounter_id: str) -> list[Billed]:
     """Every item of the encounter's charges, net of refunds made before settlement."""
-    charges = {c.id: c for c in await Charge.filter(encounter_id=encounter_id)}
-    # Item ids grow with insertion, so the bill lists items in the order they were posted.
-    items = await ChargeItem.filter(charge_id__in=list(charges)).order_by("id")
+    # One query; item ids grow with insertion, so the bill lists items in posting order.
+    items = (
+        await ChargeItem.filter(charge__encounter_id=encounter_id)
+        .select_related("charge")
+        .order_by("id")
+    )
+    charges = {i.charge_id: i.charge for i in items}
     by_charge: dict[str, list[ChargeItem]] = {}
     for item in items:
         by_charge.setdefault(item.charge_id, []).append(item)
@@ -350,6 +371,7 @@ async def _book_settlement(
         ),
         hospital_id=encounter.hospital_id,
         now=now,
+        fresh=True,  # the encounter was still open under its lock
     )
     if bill.self_pay_fen <= 0 or batch is not None:
         return None

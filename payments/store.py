@@ -18,13 +18,19 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
 
 
-async def post_transfer(transfer: ledger.Transfer, *, hospital_id: str, now: datetime) -> bool:
+async def post_transfer(
+    transfer: ledger.Transfer, *, hospital_id: str, now: datetime, fresh: bool = False
+) -> bool:
     """Store a balanced transfer once; False when its key was posted before.
 
     Callers hold the lock of the object the key belongs to, so the existence check does
-    not race; the unique key is the last line of defence.
+    not race; the unique key is the last line of defence. `fresh`: the caller's own state
+    check under that lock already proves the key new (settlement, a collection's answer),
+    so the existence query is skipped.
     """
-    if not transfer.postings or await LedgerTransfer.filter(key=transfer.key).exists():
+    if not transfer.postings:
+        return False
+    if not fresh and await LedgerTransfer.filter(key=transfer.key).exists():
         return False
     row = await LedgerTransfer.create(
         key=transfer.key, kind=transfer.kind, hospital_id=hospital_id, created_at=now
