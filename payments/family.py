@@ -62,7 +62,8 @@ async def on_bill_settled(ctx: AppContext, bill: Bill, lines: list[BillLine]) ->
         )
         bill.subject_id = payer.subject_id
         await bill.save(update_fields=["subject_id"])
-    await invoices.issue_for_bill(ctx, bill)
+    ordered = sorted(lines, key=lambda line: line.position)
+    await invoices.issue_for_bill(ctx, bill, booked=(encounter, payer, ordered))
 
 
 @dataclass(frozen=True)

@@ -73,12 +73,15 @@ def split_of(bill: Bill) -> dict[str, int]:
     }
 
 
-async def _parties(ctx: AppContext, encounter: Encounter) -> dict[str, Any]:
+async def _parties(
+    ctx: AppContext, encounter: Encounter, payer: CreditAccount | None = None
+) -> dict[str, Any]:
     """Hospital, department, the patient and (when another person's credit paid) the payer,
     every person masked."""
     now = ctx.clock.now()
     hospital = await Hospital.get(id=encounter.hospital_id)
-    payer = await CreditAccount.get(id=encounter.account_id)
+    if payer is None:
+        payer = await CreditAccount.get(id=encounter.account_id)
     patient = await subject_profile(encounter.subject_id, now=now)
     parties: dict[str, Any] = {
         "hospital": {"id": hospital.id, "name": hospital.name, "tier": hospital.tier},
@@ -148,14 +151,24 @@ async def _issue(
     return row
 
 
-async def issue_for_bill(ctx: AppContext, bill: Bill) -> Invoice:
+async def issue_for_bill(
+    ctx: AppContext,
+    bill: Bill,
+    *,
+    booked: tuple[Encounter, CreditAccount, list[BillLine]] | None = None,
+) -> Invoice:
     """The bill's (blue) invoice, issued now if it has none. Call it inside the settlement's
-    transaction, or anywhere after: the unique `issue_key` keeps it to one."""
+    transaction (passing what the booking already read: encounter, payer, lines), or
+    anywhere after: the unique `issue_key` keeps it to one."""
     existing = await Invoice.get_or_none(issue_key=f"bill:{bill.id}")
     if existing is not None:
         return existing
-    encounter = await Encounter.get(id=bill.encounter_id)
-    lines = await BillLine.filter(bill_id=bill.id).order_by("position")
+    if booked is None:
+        encounter = await Encounter.get(id=bill.encounter_id)
+        payer = await CreditAccount.get(id=encounter.account_id)
+        lines = await BillLine.filter(bill_id=bill.id).order_by("position")
+    else:
+        encounter, payer, lines = booked
     body = {
         "lines": [
             {
@@ -172,7 +185,7 @@ async def issue_for_bill(ctx: AppContext, bill: Bill) -> Invoice:
         "total_fen": bill.total_fen,
         "split": split_of(bill),
     }
-    parties = await _parties(ctx, encounter)
+    parties = await _parties(ctx, encounter, payer)
     return await _store_once(
         ctx,
         f"bill:{bill.id}",
