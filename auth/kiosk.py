@@ -117,7 +117,12 @@ async def _count_attempt(ctx: AppContext, cfg: AuthConfig, kiosk_id: str, now: d
         raise RateLimited(store.retry_after_s(hit.retry_after_ms))
 
 
+SESSION_ID_MAX = 32  # auth_kiosk_session.id: a longer id is nobody's (and PostgreSQL refuses it)
+
+
 async def _session(ctx: AppContext, kiosk: Principal, session_id: str) -> KioskSession:
+    if len(session_id) > SESSION_ID_MAX:
+        raise KioskSessionNotFound()
     session = await KioskSession.get_or_none(id=session_id, kiosk_id=kiosk.id)
     if session is None:
         raise KioskSessionNotFound()
