@@ -49,6 +49,7 @@ CALLER_OF_SCOPE = {
     "codes:verify": "gate",
     "codes:verify or gates:scan": "gate",
     "encounters:write": "hospital",
+    "kiosk:sessions": "kiosk",
 }
 
 
@@ -120,6 +121,11 @@ def callers(server: ServerProcess, settings: Settings) -> tuple[dict[str, str], 
     assert gate.status_code == 201, gate.text
     tokens["gate"] = _token(base, gate.json())
     tokens["hospital"] = _token(base, hospital.json()["client"])
+    kiosk = httpx.post(
+        f"{base}/v1/admin/clients", headers=auth, json={"kind": "kiosk", "location": "Fuzz kiosk"}
+    )
+    assert kiosk.status_code == 201, kiosk.text
+    tokens["kiosk"] = _token(base, kiosk.json())
     tokens["resident~logout"] = tokens["resident"]
     return tokens, {"venue_id": venue["id"]}
 
