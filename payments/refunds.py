@@ -97,7 +97,9 @@ async def refund_charge(
     if settled.payout is not None:
         await run_collection(ctx, settled.payout)
     if after:
-        await refresh_account_status(ctx, encounter.subject_id)
+        # The account that owes the bill: the patient's, or the guardian's it was treated on.
+        payer = await CreditAccount.get(id=encounter.account_id)
+        await refresh_account_status(ctx, payer.subject_id)
     return RefundResult(refund, created=True)
 
 

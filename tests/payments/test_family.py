@@ -188,3 +188,29 @@ async def test_a_relative_repaying_an_overdue_bill_reinstates_the_payer_at_once(
     parent_credit = (await client.get("/v1/credit/me", headers=parent.headers)).json()
     assert [e["id"] for e in parent_credit["open_encounters"]] == [reopened.json()["id"]]
     await check_books()
+
+
+async def test_refunding_a_childs_overdue_bill_reinstates_the_guardian(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    where = await hospital(client, ctx)
+    parent = await patient(client, ctx, payment_method="pm_sandbox_declined")
+    child_id = await guard(client, parent, valid_id_number())
+    opened = (await child_visit(client, where, parent, child_id)).json()
+    await charge(client, where, opened["id"], [item(3_000, "C")], charge_id="c-1")
+    await close(client, where, opened["id"])
+    clock.advance(timedelta(days=10, seconds=1))
+    await tasks.run_collections(ctx)
+    parent = await relogged(client, ctx, parent)
+    where = await refreshed(client, where)
+    assert (await client.get("/v1/credit/me", headers=parent.headers)).json()[
+        "status"
+    ] == "suspended"
+    refunded = await client.post(
+        f"/v1/encounters/{opened['id']}/refunds",
+        json={"refund_id": "r-1", "charge_id": "c-1", "amount_fen": 3_000},
+        headers=where.headers,
+    )
+    assert refunded.status_code == 201, refunded.text
+    assert (await client.get("/v1/credit/me", headers=parent.headers)).json()["status"] == "active"
+    await check_books()
