@@ -11,6 +11,7 @@ Failures: `BureauTimeout` (the answer is unknown; ask again with the same key),
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -106,6 +107,8 @@ PERSONAS: dict[str, dict[str, int | str]] = {
     "timeout": {"category": "employee", "behaviour": "timeout_once"},
     # Refuses every settlement: the person's insurance is suspended (欠费停保).
     "suspended": {"category": "employee", "behaviour": "refuse"},
+    # Settles at once but answers only after `slow_answer_s` (a congested front end).
+    "slow": {"category": "employee", "behaviour": "slow"},
 }
 DEFAULT_PERSONA = "employee"
 
@@ -123,6 +126,7 @@ class SandboxBureau:
         self._key = hmac.new(key, b"insurance-bureau-sandbox", hashlib.sha256).digest()
         self.token_ttl = token_ttl
         self.down = False
+        self.slow_answer_s = 3.0
 
     # -- tokens -------------------------------------------------------------------------
 
@@ -247,6 +251,8 @@ class SandboxBureau:
             )
         if row.behaviour == "timeout_once":
             raise BureauTimeout(f"the sandbox bureau settled {key} but the answer was lost")
+        if row.behaviour == "slow":
+            await asyncio.sleep(self.slow_answer_s)
         return result
 
     async def _again(self, done: SandboxBureauOperation) -> segments.Segments:

@@ -74,6 +74,7 @@ class InsuranceIn(_In):
             "uninsured",
             "timeout",
             "suspended",
+            "slow",
         ]
         | None
     ) = None
