@@ -84,7 +84,7 @@ def _paired(
     page.goto(f"{server.base_url}/gate/")
     page.fill("#pairing-code", _pairing_code(server, venue=venue))
     page.click("#pair")
-    page.wait_for_selector("[data-testid=scan]")
+    page.wait_for_selector("[data-testid=scan]", timeout=20_000)  # a loaded 2-core machine
     _until(page, "document.body.dataset.ready === '1'")
 
 

@@ -468,3 +468,23 @@ def test_offline_decisions_in_the_browser_are_python_s(
             assert python[1][2] == "s1", "the same visit: answered with its admission"
             assert python[5][:2] == ["deny", "venue_full"], python
             assert python[9][:3] == ["admit", "ok", None], python
+
+
+def test_too_many_id_card_checks_are_refused_in_words(
+    console_server: ConsoleServer, page: Page
+) -> None:
+    """The server allows a gate 30 ID-card scans a minute; the 31st is a sentence on the
+    console, not an offline decision and not a raw problem."""
+    _paired(page, console_server, fresh_venue(console_server))
+    creds = page.evaluate("JSON.parse(localStorage.getItem('suishen.gate.credentials'))")
+    headers = {"Authorization": f"Bearer {console_server.machine_token(creds)}"}
+    someone = Resident(console_server, "钱多多")
+    with httpx.Client(base_url=console_server.base_url, headers=headers) as gate:
+        for n in range(30):
+            body = {"scan_id": f"rl-{n}-{random.randrange(10**9)}", "id_card": someone.id_number,
+                    "direction": "in"}  # fmt: skip
+            assert gate.post("/v1/gates/scan", json=body).status_code == 200
+    shown = _scan(page, someone.id_number)
+    assert (shown["decision"], shown["reason"], shown["mode"]) == ("deny", "rate_limited", "online")
+    assert _reason_text(page) == "身份证核验过于频繁，请稍后再试"
+    assert page.eval_on_selector("#queue", "e => e.dataset.count") == "0"
