@@ -541,18 +541,18 @@ async def _record(party: store.PartyScan, digest: str) -> dict[str, Any]:
             rows = await store.record_party(party)
         except IntegrityError:
             # Rolled back whole: a concurrent request with this scan_id committed first, or
-            # one took this credential's admission.
+            # one took this credential's admission (the next try answers that repeat).
             existing = await Entry.get_or_none(gate_id=party.gate_id, scan_id=holder.scan_id)
             if existing is not None:
                 answer = await _stored_answer(existing, digest)
                 assert answer is not None
                 return answer
-            rows = None
             if attempt == 3:
                 raise
+            continue
         if rows is not None:
             return _answer(rows)
-        assert party.admission_key is not None
+        assert party.admission_key is not None  # only a held admission records nothing
         held, earlier = await _held(party.admission_key)
         if earlier is not None and await _admission_stands(party, earlier):
             return await _record_repeat(party, earlier)

@@ -178,3 +178,43 @@ def test_policy_flags_for_id_cards_and_printed_codes_default_and_round_trip() ->
     strict = pol.VenuePolicy(id_card_allowed=False, printed_codes_offline=True)
     again = pol.VenuePolicy.from_json(strict.as_json())
     assert again == strict
+
+
+def test_a_party_takes_its_places_together_or_not_at_all() -> None:
+    ok = pol.admit()
+    fits = pol.settle_party([ok] * 3, [False] * 3, anti_passback=True, occupancy=7, capacity=10)
+    assert fits.decisions == (ok,) * 3 and fits.places == 3
+    full = pol.settle_party([ok] * 3, [False] * 3, anti_passback=True, occupancy=8, capacity=10)
+    assert full.decisions == (pol.deny(pol.VENUE_FULL),) * 3 and full.places == 0
+
+
+def test_companions_pass_only_with_their_holder_and_each_by_their_own_policy() -> None:
+    ok, red = pol.admit(), pol.deny(pol.STATUS_NOT_ALLOWED)
+    refused = pol.settle_party(
+        [red, ok, ok], [False] * 3, anti_passback=True, occupancy=0, capacity=10
+    )
+    assert refused.decisions == (red, pol.deny(pol.HOLDER_REFUSED), pol.deny(pol.HOLDER_REFUSED))
+    one_red = pol.settle_party(
+        [ok, red, ok], [False] * 3, anti_passback=True, occupancy=0, capacity=10
+    )
+    assert one_red.decisions == (ok, red, ok) and one_red.counted == (True, False, True)
+    # The holder inside under anti-passback is refused, and brings nobody.
+    inside = pol.settle_party([ok, ok], [True, False], anti_passback=True, occupancy=1, capacity=10)
+    assert inside.decisions == (pol.deny(pol.ALREADY_INSIDE), pol.deny(pol.HOLDER_REFUSED))
+    # Without anti-passback someone inside passes uncounted, and needs no place.
+    free = pol.settle_party([ok, ok], [True, False], anti_passback=False, occupancy=9, capacity=10)
+    assert free.decisions == (ok, ok) and free.counted == (False, True)
+
+
+def test_a_repeated_holder_brings_companions_without_taking_a_place() -> None:
+    ok = pol.admit()
+    settled = pol.settle_party(
+        [ok, ok, ok],
+        [True, True, False],
+        anti_passback=True,
+        occupancy=9,
+        capacity=10,
+        holder_fixed=True,
+    )
+    assert settled.decisions == (ok, pol.deny(pol.ALREADY_INSIDE), ok)
+    assert settled.counted == (False, False, True)
