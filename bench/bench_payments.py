@@ -191,7 +191,8 @@ def _result(tally: Tally, elapsed_s: float, cpu_s: float) -> WrkResult:
 
 
 # Every transfer balances, all accounts sum to zero, no key twice, one settlement per
-# bill, and the processor's books agree with the collections.
+# bill (in our ledger and at the sandbox insurance bureau), and the processor's books
+# agree with the collections.
 INVARIANTS = {
     "unbalanced transfers": (
         "SELECT COUNT(*) FROM (SELECT transfer_id FROM payments_ledger_entries "
@@ -210,6 +211,11 @@ INVARIANTS = {
         "SELECT COUNT(*) FROM payments_collections c LEFT JOIN payments_sandbox_operations o "
         "ON o.key = c.id WHERE c.status = 'succeeded' AND (o.key IS NULL "
         "OR o.amount_fen <> c.amount_fen)"
+    ),
+    "bills without exactly one settlement at the bureau": (
+        "SELECT COUNT(*) FROM payments_bills b WHERE (SELECT COUNT(*) FROM "
+        "payments_bureau_sandbox_operations o WHERE o.key = 'bst_' || b.encounter_id "
+        "AND o.kind = 'settle') <> 1"
     ),
     "resident balances not zero after paying": (
         "SELECT COUNT(*) FROM (SELECT account FROM payments_ledger_entries "
