@@ -131,7 +131,7 @@ def run(opts: BenchOptions) -> Report:
         for label, t in targets.items():
             runs[f"gates/scan {label}"] = functools.partial(scans, label, t)
             runs[f"codes/me {label}"] = functools.partial(issue, t)
-        results = rounds_of(runs, opts.rounds)
+        results = rounds_of(runs, opts.rounds, tolerate=0.005)
     rows = {label: median_cpu(rs) for label, rs in results.items()}
     notes = [
         f"seeded {ENTRIES:,} entries and admissions, {RESIDENTS:,} residents in {seconds:.0f} s"

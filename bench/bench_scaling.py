@@ -50,7 +50,9 @@ def scan_rows(opts: BenchOptions, server: Server, target: Target) -> dict[str, W
         return measure
 
     runs = {f"gates/scan c={c}": at(c) for c in CONNECTIONS}
-    results = rounds_of(runs, opts.rounds)
+    # At 128 connections on one busy core a few Redis commands pass their 0.5 s timeout
+    # (503): counted in `failed`, not fatal.
+    results = rounds_of(runs, opts.rounds, tolerate=0.01)
     return {label: median_cpu(rs) for label, rs in results.items()}
 
 
