@@ -84,9 +84,7 @@ async def _issue(base_url: str, residents: Sequence[dict[str, str]], n: int) -> 
             # asked again.
             for _ in range(5):
                 async with gate:
-                    response = await http.get(
-                        "/v1/codes/me", headers=residents[i % len(residents)]
-                    )
+                    response = await http.get("/v1/codes/me", headers=residents[i % len(residents)])
                 if response.status_code != 503:
                     break
                 await asyncio.sleep(0.2)
