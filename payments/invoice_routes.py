@@ -9,13 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app import pdf
 from app.context import AppContext, app_context
 from app.domain import Job
 from app.errors import NotFound, RateLimited
 from app.http import endpoint, json_response, read_json, read_query
 from auth.api import require, scopes
-from payments import credit, errors, family, invoice_pdf, invoices, settlement
+from payments import credit, errors, family, invoices, settlement
 from payments.credit_bureau import CreditRuntime
 from payments.invoice_signing import ALG, master_secret
 from payments.models import Invoice
@@ -72,6 +71,11 @@ def invoice_out(ctx: AppContext, invoice: Invoice) -> InvoiceOut:
 
 
 async def _pdf(ctx: AppContext, invoice: Invoice) -> Response:
+    # Imported on the first PDF, not at start: fpdf2 takes seconds to import on a busy
+    # machine, and every worker process would pay it before serving anything.
+    from app import pdf
+    from payments import invoice_pdf
+
     zone = invoices.local_zone(ctx)
     url = invoices.verify_url(ctx, invoice)
     content = await pdf.build(
