@@ -5,6 +5,7 @@ each shown with their own verdict; on a phone-sized screen in elder mode."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -17,7 +18,7 @@ from playwright.sync_api import Browser, Page
 
 from tests.conftest import REPO
 from tests.consoles.conftest import ConsoleServer
-from tests.consoles.test_gate_console import Resident, _paired, _scan, _until
+from tests.consoles.test_gate_console import Resident, _operator, _scan, _until
 from tests.factories import valid_id_number
 
 Venue = tuple[str, dict[str, str]]  # id, the operator's headers
@@ -79,6 +80,26 @@ def printed_card(server: ConsoleServer, who: Resident) -> dict[str, Any]:
     return issued
 
 
+def _installed(page: Page, server: ConsoleServer, venue: Venue | None = None) -> None:
+    """The console set up with a new gate of `venue` (the demo venue by default), its
+    credentials put where pairing leaves them: pairing itself is tested in
+    test_gate_console.py, and its trades are rate limited per address (10 a minute)."""
+    venue_id, headers = venue or _operator(server)
+    gate = httpx.post(
+        f"{server.base_url}/v1/venues/{venue_id}/gates",
+        json={"name": f"Console {random.randrange(10**6)}", "direction": "both"},
+        headers=headers,
+    )
+    assert gate.status_code == 201, gate.text
+    page.goto(f"{server.base_url}/gate/")
+    page.evaluate(
+        "creds => localStorage.setItem('suishen.gate.credentials', creds)", json.dumps(gate.json())
+    )
+    page.reload()
+    page.wait_for_selector("[data-testid=scan]")
+    _until(page, "document.body.dataset.ready === '1'")
+
+
 def _gate_token(server: ConsoleServer, venue: Venue) -> dict[str, str]:
     venue_id, headers = venue
     gate = httpx.post(
@@ -119,7 +140,7 @@ def test_printed_code_is_decided_offline_only_where_the_policy_allows(
     keeping = fresh_venue(console_server)
     card = printed_card(console_server, Resident(console_server, "李建国"))["code"]
     strict: Page = page_factory()
-    _paired(strict, console_server, keeping)
+    _installed(strict, console_server, keeping)
     _bundle_loaded(strict)
     online = _scan(strict, card)
     assert (online["decision"], online["mode"], online["credential"]) == (
@@ -140,7 +161,7 @@ def test_printed_code_is_decided_offline_only_where_the_policy_allows(
     )  # fmt: skip
     assert _reason_text(strict) == "本场馆离线时不接受离线码"
     lenient: Page = page_factory()
-    _paired(lenient, console_server, allowing)
+    _installed(lenient, console_server, allowing)
     _bundle_loaded(lenient)
     _go_offline(lenient)
     admitted = _scan(lenient, card)
@@ -166,7 +187,7 @@ def test_revoked_card_is_refused_after_the_bundle_refreshes(
     venue = fresh_venue(console_server, printed_codes_offline=True)
     holder = Resident(console_server, "周桂英")
     card = printed_card(console_server, holder)
-    _paired(page, console_server, venue)
+    _installed(page, console_server, venue)
     before = _bundle_loaded(page)
     _go_offline(page)
     assert _scan(page, card["code"])["decision"] == "admit", "the bundle predates the revocation"
@@ -228,7 +249,7 @@ def test_id_card_admits_and_refuses_online_and_is_not_decided_offline(
     console_server: ConsoleServer, page_factory: Any
 ) -> None:
     page: Page = page_factory()
-    _paired(page, console_server)
+    _installed(page, console_server)
     _bundle_loaded(page)
     ann, red = Resident(console_server, "王秀英"), Resident(console_server, "陈红")
     # The card reader types the number + Enter into the scan field, like the code scanner.
@@ -262,7 +283,7 @@ def test_id_card_admits_and_refuses_online_and_is_not_decided_offline(
     _go_online(page)
     # A venue that takes no ID cards refuses them in words.
     closed: Page = page_factory()
-    _paired(closed, console_server, fresh_venue(console_server, id_card_allowed=False))
+    _installed(closed, console_server, fresh_venue(console_server, id_card_allowed=False))
     shut = _scan(closed, ann.id_number)
     assert (shut["decision"], shut["reason"]) == ("deny", "id_card_not_allowed")
     assert _reason_text(closed) == "本场馆不接受身份证入场"
@@ -320,7 +341,7 @@ def test_companions_are_shown_each_with_their_verdict(
     context.set_default_timeout(10_000)
     try:
         page = context.new_page()
-        _paired(page, console_server, venue)
+        _installed(page, console_server, venue)
         page.click("[data-testid=elder]")
         assert page.eval_on_selector("html", "e => e.classList.contains('elder')")
         # Two places for a party of three: nobody is admitted, everyone is told why.
@@ -361,7 +382,7 @@ def test_companions_chosen_at_the_gate(console_server: ConsoleServer, page: Page
     guardian = Resident(console_server, "孙志刚")
     _dependent(console_server, guardian, "孙小宝", date(2017, 5, 5))
     _dependent(console_server, guardian, "孙小贝", date(2019, 9, 9))
-    _paired(page, console_server, venue)
+    _installed(page, console_server, venue)
     alone = _scan(page, guardian.code())
     assert (alone["decision"], alone["reason"]) == ("admit", "ok")
     assert _companions(page) == []
@@ -475,7 +496,7 @@ def test_too_many_id_card_checks_are_refused_in_words(
 ) -> None:
     """The server allows a gate 30 ID-card scans a minute; the 31st is a sentence on the
     console, not an offline decision and not a raw problem."""
-    _paired(page, console_server, fresh_venue(console_server))
+    _installed(page, console_server, fresh_venue(console_server))
     creds = page.evaluate("JSON.parse(localStorage.getItem('suishen.gate.credentials'))")
     headers = {"Authorization": f"Bearer {console_server.machine_token(creds)}"}
     someone = Resident(console_server, "钱多多")

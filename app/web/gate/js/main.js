@@ -292,7 +292,8 @@ function paintCompanions(v) {
   const list = $("#companions");
   const people = v.companions || [];
   list.hidden = !people.length;
-  list.replaceChildren(...(people.length ? [el("h2", {}, T.companions)] : []), ...people.map((c) => {
+  if (!people.length) { list.replaceChildren(); return; }
+  list.replaceChildren(el("h2", {}, T.companions), el("ul", {}, ...people.map((c) => {
     const li = el("li", { class: `companion ${c.decision}`, "data-testid": "companion" },
       el("span", { class: "cname" }, c.display?.masked_name || "—"),
       el("span", { class: "cword" }, c.decision === "admit" ? T.admit : T.deny),
@@ -300,7 +301,7 @@ function paintCompanions(v) {
     li.dataset.decision = c.decision;
     li.dataset.reason = c.reason;
     return li;
-  }));
+  })));
 }
 
 // The holder's other dependents (not in this party), for staff to let through with them.
@@ -446,7 +447,7 @@ function consoleScreen() {
   controls.append(cameraButton);
   const video = camera.video || el("video", { id: "camera-view", muted: "", playsinline: "", hidden: "" });
   $("#root").replaceChildren(form, idCardForm(), controls, el("p", { id: "notice", class: "error", "data-testid": "notice" }), video,
-    el("section", { id: "verdict", class: "verdict" }), el("ul", { id: "companions", class: "companions", hidden: "" }),
+    el("section", { id: "verdict", class: "verdict" }), el("section", { id: "companions", class: "companions", hidden: "" }),
     el("section", { id: "party", class: "party", hidden: "" }), el("section", { id: "sync", class: "conflicts", hidden: "" }));
   input.focus();
 }
