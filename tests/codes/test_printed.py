@@ -26,6 +26,7 @@ from tests.factories import (
     pdf_text,
     resident,
 )
+from tests.venues.helpers import make_gate, make_venue, offline
 
 
 async def issue(
@@ -239,3 +240,21 @@ async def test_concurrent_prints_leave_exactly_one_valid_card(
     assert current["code_id"] == next(
         c["code_id"] for c, v in zip(cards, verdicts, strict=True) if v["valid"]
     )
+
+
+async def test_a_photocopy_of_a_revoked_card_is_refused_offline_after_sync(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    venue = await make_venue(client, ctx, printed_codes_offline=True)
+    gate = await make_gate(client, venue)
+    person = await resident(client, ctx)
+    visit = await kiosk_visit(client, ctx, clock, await kiosk(client, ctx), person)
+    card = await issue(client, visit)
+    before = await offline(client, gate, clock)
+    admitted = before.decide(card["code"], "in", clock.now())
+    assert admitted.decision == "admit", admitted
+    revoked = await client.post("/v1/codes/printed/revoke", json={}, headers=person.headers)
+    assert revoked.status_code == 200, revoked.text
+    after = await offline(client, gate, clock)  # the next bundle the gate fetches
+    refused = after.decide(card["code"], "in", clock.now())
+    assert (refused.decision, refused.reason) == ("deny", "code_revoked")
