@@ -191,11 +191,16 @@ class Machine:
 
 
 async def machine(
-    client: httpx.AsyncClient, ctx: AppContext, kind: str, tenant_id: str | None = None
+    client: httpx.AsyncClient,
+    ctx: AppContext,
+    kind: str,
+    tenant_id: str | None = None,
+    *,
+    location: str | None = None,
 ) -> Machine:
-    """A machine client of `kind` (created through auth.api.create_client) holding an
-    access token from the client-credentials grant."""
-    creds = await create_client(ctx, kind, tenant_id, actor="tests")
+    """A machine client of `kind` (created through auth.api.create_client; a kiosk names
+    its `location`) holding an access token from the client-credentials grant."""
+    creds = await create_client(ctx, kind, tenant_id, actor="tests", location=location)
     response = await client.post(
         "/v1/auth/token",
         json={

@@ -10,8 +10,7 @@ import httpx
 
 from app.clock import FrozenClock
 from app.context import AppContext
-from auth.api import create_client
-from tests.factories import Machine, Resident, bearer, decode_qr, sandbox
+from tests.factories import Machine, Resident, bearer, decode_qr, machine, sandbox
 
 KIOSK_LOCATION = "闵行区江川路街道社区事务受理中心 24小时自助服务点"
 
@@ -20,20 +19,7 @@ async def kiosk(
     client: httpx.AsyncClient, ctx: AppContext, location: str = KIOSK_LOCATION
 ) -> Machine:
     """A kiosk client at `location` holding its client-credentials token."""
-    creds = await create_client(ctx, "kiosk", None, actor="tests", location=location)
-    response = await client.post(
-        "/v1/auth/token",
-        json={
-            "grant_type": "client_credentials",
-            "client_id": creds.client_id,
-            "client_secret": creds.client_secret,
-        },
-    )
-    assert response.status_code == 200, response.text
-    body = response.json()
-    return Machine(
-        creds.client_id, creds.client_secret, "kiosk", None, body["scope"], body["access_token"]
-    )
+    return await machine(client, ctx, "kiosk", location=location)
 
 
 @dataclass(frozen=True)
