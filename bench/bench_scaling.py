@@ -144,7 +144,8 @@ def close_rows(opts: BenchOptions, clinic: Clinic) -> dict[str, WrkResult]:
 def run(opts: BenchOptions) -> Report:
     if not opts.real:
         raise NeedsReal("scaling")
-    with Server.suishen(opts, seed_demo=True, env=SERVER_ENV) as server:
+    # A database and key prefix of its own, so it can run beside the limits benchmark.
+    with Server.suishen(opts, seed_demo=True, env=SERVER_ENV, instance="scaling") as server:
         rows = scan_rows(opts, server, set_up(server))
         rows.update(close_rows(opts, Clinic(server)))
     scans = [rows[f"gates/scan c={c}"].cpu_us or 0.0 for c in CONNECTIONS]

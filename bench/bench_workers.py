@@ -25,7 +25,7 @@ def run(opts: BenchOptions) -> Report:
     if not opts.real:
         raise NeedsReal("workers")
     with ExitStack() as stack:
-        one = stack.enter_context(Server.suishen(opts, seed_demo=True, workers=1))
+        one = stack.enter_context(Server.suishen(opts, seed_demo=True, workers=1, instance="w1"))
         two = Server.suishen(opts, seed_demo=True, workers=2, instance="w2")
         two.cpus = "0,1"  # both cores; wrk shares core 1 with the second worker
         stack.enter_context(two)
