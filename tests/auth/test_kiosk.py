@@ -3,6 +3,7 @@ holds a token acting for that resident only, for minutes, audited under the kios
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import httpx
@@ -264,3 +265,26 @@ async def test_every_kiosk_action_is_audited_under_the_kiosk_id(
     leaks = ("周大福", "周大贵", str(person.id_number), person.phone, visit.token)
     for event in events:
         assert not [s for s in leaks if s in str(event.__dict__)], event.action
+
+
+async def test_of_concurrent_confirmations_of_one_session_one_gets_a_token(
+    client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
+) -> None:
+    person = await resident(client, ctx)
+    at = await kiosk(client, ctx)
+    clock.advance(seconds=61)
+    session_id = (await identify(client, at, person)).json()["session_id"]
+    code = sandbox(ctx).last_code(person.phone)
+    answers = await asyncio.gather(
+        *(
+            client.post(
+                f"/v1/kiosk/sessions/{session_id}/confirm", json={"otp": code}, headers=at.headers
+            )
+            for _ in range(6)
+        )
+    )
+    assert sorted(r.status_code for r in answers).count(200) == 1
+    assert {r.json()["code"] for r in answers if r.status_code != 200} <= {
+        "otp_invalid",
+        "not_found",
+    }

@@ -118,6 +118,13 @@ async def test_a_guardian_at_a_kiosk_prints_their_dependents_card_only(
     own = await issue(client, visit)
     assert (await verdict(client, gate, card["code"]))["valid"] is True
     assert (await verdict(client, gate, own["code"]))["subject"]["masked_name"] == "林*明"
+    # Back home, the son revokes his mother's lost card from the app; his own stays valid.
+    lost = await client.post(
+        "/v1/codes/printed/revoke", json={"dependent_id": mother}, headers=son.headers
+    )
+    assert lost.status_code == 200, lost.text
+    assert (await verdict(client, gate, card["code"]))["reason"] == "code_revoked"
+    assert (await verdict(client, gate, own["code"]))["valid"] is True
 
 
 async def test_a_lost_card_is_revoked_from_the_app_or_at_a_kiosk(
