@@ -165,7 +165,8 @@ async function scanOnline(credential, direction, companions) {
     if (T.problems[problem.code] && r.status < 500) {
       return { decision: "deny", reason: problem.code, problem: problem.code, online: true, credential: credential.id_card ? "id_card" : "code" };
     }
-    if (credential.id_card) return { decision: "deny", reason: problem.code || null, problem: "validation_failed", online: true, credential: "id_card" };
+    // Any other refusal of an ID-card request (a server error: it cannot be decided offline).
+    if (credential.id_card && r.status < 500) return { decision: "deny", reason: problem.code || null, problem: "validation_failed", online: true, credential: "id_card" };
   } catch { /* offline: decided from the bundle */ }
   return null;
 }
