@@ -218,7 +218,7 @@ class Keys:
     """Every key purpose and secret the application uses, in one place."""
 
     SIGNING_PURPOSES = ("tokens", "codes", "bundles")
-    SECRETS = ("pii", "blind_index", "otp", "webhooks")
+    SECRETS = ("pii", "blind_index", "otp", "webhooks", "invoices")
 
     def __init__(self, key_dir: Path, clock: Clock) -> None:
         self.key_dir = key_dir

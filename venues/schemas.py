@@ -186,6 +186,11 @@ class MyReservationList(BaseModel):
 IdCardNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{17}[0-9Xx]$")]
 
 
+def _absent_by_default(schema: dict[str, Any]) -> None:
+    # An omitted field is absent, not null: a `null` default would contradict the type.
+    schema.pop("default", None)
+
+
 class ScanIn(_In):
     scan_id: t.LongId
     code: str | SkipJsonSchema[None] = Field(
@@ -193,11 +198,13 @@ class ScanIn(_In):
         min_length=1,
         max_length=1024,
         description="The scanned code (identity or printed); exactly one of code or id_card",
+        json_schema_extra=_absent_by_default,
     )
     id_card: IdCardNumber | SkipJsonSchema[None] = Field(
         default=None,
         description="The 18-character ID number the gate's card reader read, instead of a code "
         "(where the venue's policy has id_card_allowed). Never stored or logged in clear",
+        json_schema_extra=_absent_by_default,
     )
     direction: Direction
     scanned_at: t.Instant | None = None
@@ -214,6 +221,7 @@ class ScanIn(_In):
         "its own entry and count; an entry takes places for the whole party or for nobody "
         "(venue_full). "
         "More people than SUISHEN_VENUES_MAX_PARTY (holder included) -> 422 party_too_large",
+        json_schema_extra=_absent_by_default,
     )
 
     model_config = ConfigDict(
