@@ -119,13 +119,13 @@ def run(opts: BenchOptions) -> Report:
 
         def scans(label: str, t: Target) -> WrkResult:
             result = measure_scans(
-                opts, t.server, "/v1/gates/scan", t.gate, t, seen.get(label, 1500.0)
+                opts, t.server, "/v1/gates/scan", t.fresh().gate, t, seen.get(label, 1500.0)
             )
             seen[label] = max(seen.get(label, 0.0), result.rps)
             return result
 
         def issue(t: Target) -> WrkResult:
-            return drive(t.server, opts, "/v1/codes/me", headers=t.residents[0])
+            return drive(t.server, opts, "/v1/codes/me", headers=t.fresh().residents[0])
 
         runs: dict[str, Callable[[], WrkResult]] = {}
         for label, t in targets.items():

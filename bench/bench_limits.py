@@ -10,6 +10,7 @@ import asyncio
 import json
 import math
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.bench_venues import _client_token, _ok, _setup
+from bench.bench_venues import _client_token, _ok, _setup, renewed
 from bench.harness import (
     BenchOptions,
     NeedsReal,
@@ -46,6 +47,7 @@ VERIFY_CODES = 400
 # First guesses of scans/s, to issue enough fresh codes for a run (then the best seen).
 SCAN_RATE_GUESS = {"baseline": 2000.0, "suishen": 1000.0, "uvicorn": 1000.0, "before": 800.0}
 ISSUE_CONCURRENCY = 16
+TOKEN_RENEW_S = 600.0
 # The best scans/s seen so far per server, so later rounds issue enough codes.
 rates: dict[str, float] = {}
 
@@ -60,6 +62,17 @@ class Target:
     verifier: dict[str, str]
     scan_rate: float = 0.0
     notes: list[str] = field(default_factory=list)
+    tokens_at: float = field(default_factory=time.monotonic)
+
+    def fresh(self) -> Target:
+        """Every token renewed when they are older than TOKEN_RENEW_S (they live 15 min)."""
+        if time.monotonic() - self.tokens_at > TOKEN_RENEW_S:
+            with httpx.Client(base_url=self.server.base_url, timeout=30) as http:
+                self.gate = renewed(http, self.gate)
+                self.verifier = renewed(http, self.verifier)
+                self.residents = [renewed(http, r) for r in self.residents]
+            self.tokens_at = time.monotonic()
+        return self
 
 
 def set_up(server: Server) -> Target:
@@ -94,7 +107,7 @@ async def _issue(base_url: str, residents: Sequence[dict[str, str]], n: int) -> 
 
 
 def fresh_codes(target: Target, n: int) -> list[str]:
-    return asyncio.run(_issue(target.server.base_url, target.residents, n))
+    return asyncio.run(_issue(target.server.base_url, target.fresh().residents, n))
 
 
 def scan_bodies(codes: Sequence[str], residents: int) -> list[str]:
@@ -147,7 +160,8 @@ def measurements(
 
     def scans() -> WrkResult:
         rate = max(SCAN_RATE_GUESS.get(rate_key, 1500.0), rates.get(rate_key, 0.0))
-        result = measure_scans(opts, server, PATHS["gates/scan"][which], target.gate, target, rate)
+        gate = target.fresh().gate
+        result = measure_scans(opts, server, PATHS["gates/scan"][which], gate, target, rate)
         rates[rate_key] = max(rates.get(rate_key, 0.0), result.rps)
         return result
 
@@ -155,10 +169,10 @@ def measurements(
     return {
         f"{prefix}healthz": lambda: drive(server, opts, "/healthz"),
         f"{prefix}codes/me": lambda: drive(
-            server, opts, PATHS["codes/me"][which], headers=target.residents[0]
+            server, opts, PATHS["codes/me"][which], headers=target.fresh().residents[0]
         ),
         f"{prefix}codes/verify": lambda: measure_verify(
-            opts, server, PATHS["codes/verify"][which], target.verifier, target
+            opts, server, PATHS["codes/verify"][which], target.fresh().verifier, target
         ),
         f"{prefix}gates/scan": scans,
     }

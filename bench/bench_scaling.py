@@ -43,7 +43,7 @@ def scan_rows(opts: BenchOptions, server: Server, target: Target) -> dict[str, W
 
         def measure() -> WrkResult:
             rate = seen.get(connections, 250.0 * min(connections, 8))
-            result = measure_scans(o, server, "/v1/gates/scan", target.gate, target, rate)
+            result = measure_scans(o, server, "/v1/gates/scan", target.fresh().gate, target, rate)
             seen[connections] = max(rate, result.rps)
             return result
 

@@ -42,6 +42,7 @@ def _ok(response: httpx.Response, what: str) -> dict[str, Any]:
 
 
 def _client_token(http: httpx.Client, creds: dict[str, str]) -> str:
+    """A client-credentials token (remembered with its credentials for `renewed`)."""
     body = _ok(
         http.post(
             "/v1/auth/token",
@@ -53,6 +54,7 @@ def _client_token(http: httpx.Client, creds: dict[str, str]) -> str:
         ),
         "client token",
     )
+    _gate_credentials[str(body["access_token"])] = creds
     return str(body["access_token"])
 
 
@@ -75,7 +77,29 @@ def _resident(http: httpx.Client, n: int) -> dict[str, str]:
     refreshed = _ok(
         http.post("/v1/auth/refresh", json={"refresh_token": login["refresh_token"]}), "refresh"
     )
+    _refresh_tokens[refreshed["access_token"]] = refreshed["refresh_token"]
     return {"Authorization": f"Bearer {refreshed['access_token']}"}
+
+
+# Access token -> its refresh token, and gate token -> the gate's credentials, for runs
+# longer than an access token lives (15 min): `renewed` trades them for fresh ones.
+_refresh_tokens: dict[str, str] = {}
+_gate_credentials: dict[str, dict[str, str]] = {}
+
+
+def renewed(http: httpx.Client, headers: dict[str, str]) -> dict[str, str]:
+    """The same caller with a fresh access token (a resident's refresh, a client's grant)."""
+    token = headers["Authorization"].removeprefix("Bearer ")
+    if token in _gate_credentials:
+        creds = _gate_credentials[token]
+        fresh = _client_token(http, creds)
+        _gate_credentials[fresh] = creds
+        return {**headers, "Authorization": f"Bearer {fresh}"}
+    body = _ok(
+        http.post("/v1/auth/refresh", json={"refresh_token": _refresh_tokens[token]}), "refresh"
+    )
+    _refresh_tokens[body["access_token"]] = body["refresh_token"]
+    return {**headers, "Authorization": f"Bearer {body['access_token']}"}
 
 
 def _setup(http: httpx.Client, server: Server) -> tuple[dict[str, str], list[dict[str, str]]]:
