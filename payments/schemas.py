@@ -19,7 +19,7 @@ class _In(BaseModel):
 
 class HospitalIn(_In):
     name: str = Field(min_length=1, max_length=200)
-    tier: Literal[1, 2, 3] = Field(default=3, description="1/2/3 = 一级/二级/三级")
+    tier: int = Field(default=3, ge=1, le=3, description="1/2/3 = 一级/二级/三级")
 
 
 class SettlementTimingIn(_In):
