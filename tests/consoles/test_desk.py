@@ -56,7 +56,14 @@ def enrolled_resident(server: ConsoleServer) -> dict[str, str]:
         f"{base}/v1/credit/enroll",
         json={
             "payment_method": "pm_sandbox_ok",
-            "insurance": {"insured": True, "deductible_met_fen": 20_000},
+            # A sandbox persona: 在职 45+, deductible (1,500 yuan) met this medical year,
+            # 10.00 in the current-year account and 5.00 in the accumulated one.
+            "insurance": {
+                "persona": "employee_45",
+                "deductible_met_fen": 150_000,
+                "current_account_fen": 1_000,
+                "accumulated_account_fen": 500,
+            },
         },
         headers=headers,
     )
@@ -135,6 +142,27 @@ def test_desk_from_scan_to_settled_bill_refund_and_statement(
     assert len({(r.post_data_json or {})["charge_id"] for r in charges}) == 3
     keep_for_docs(shot(page, folder, "desk-charges"), "desk-charges.png")
 
+    # The quote before closing, by the rule file at the demo hospital's tier 3 (60 % for
+    # employee_45): self-paid items 5.00 (C) + 3.00 (B's 10 %); covered 52.00: current
+    # account 10.00, co-pay 42.00 -> fund 25.20, patient 16.80 = accumulated 5.00 + cash 11.80.
+    page.click("[data-testid=quote-button]")
+    page.wait_for_selector("[data-testid=quote]")
+    expected = {
+        "total": "¥60.00",
+        "self_paid_items_fen": "¥8.00",
+        "current_account_fen": "¥10.00",
+        "self_segment_accumulated_fen": "¥0.00",
+        "self_segment_cash_fen": "¥0.00",
+        "fund_fen": "¥25.20",
+        "copay_accumulated_fen": "¥5.00",
+        "copay_cash_fen": "¥11.80",
+        "insurance": "¥40.20",
+        "cash": "¥19.80",
+    }
+    quoted = {name: page.text_content(f"[data-testid=quote-{name}]") for name in expected}
+    assert quoted == expected
+    assert "患者需付" in (page.text_content("[data-testid=quote]") or "")
+
     # A double click on close: one request, one settlement.
     page.dblclick("[data-testid=close]")
     page.wait_for_selector("[data-testid=split]")
@@ -143,8 +171,8 @@ def test_desk_from_scan_to_settled_bill_refund_and_statement(
     assert page.text_content("[data-testid=split-total]") == "¥60.00"
     insurance = page.text_content("[data-testid=split-insurance]") or ""
     self_pay = page.text_content("[data-testid=split-self]") or ""
-    assert insurance == "¥36.40"  # 70 % of (25.00 + 27.00 eligible of class B)
-    assert self_pay == "¥23.60"
+    assert insurance == "¥40.20"  # exactly the quote: accounts 15.00 + fund 25.20
+    assert self_pay == "¥19.80"
     assert page.text_content("[data-testid=settle-status]") == "已结清"
     assert page.text_content("[data-testid=enc-status]") == "已结算"
     keep_for_docs(shot(page, folder, "desk-settled"), "desk-settled.png")
@@ -177,6 +205,15 @@ def test_desk_from_scan_to_settled_bill_refund_and_statement(
     # English catalogue: same screen, other words.
     page.click("header button:has-text('English')")
     page.wait_for_selector("text=Today's encounters")
+    # A new line makes the quote stale; the English quote names the patient's charge.
+    page.select_option("[name=department]", "Surgery")
+    page.fill("[data-testid=scan]", code_of(server, enrolled_resident(server)))
+    page.press("[data-testid=scan]", "Enter")
+    page.wait_for_selector("[data-testid=charge-form]")
+    add_line(page, "D002", "Ibuprofen", 1, "10", "A")
+    page.click("[data-testid=quote-button]")
+    page.wait_for_selector("[data-testid=quote]")
+    assert "The patient will be charged" in (page.text_content("[data-testid=quote]") or "")
     assert problems == []
 
 

@@ -44,6 +44,7 @@ const state = {
   current: null, // {id, department, status, hold_fen, patient}
   lines: [], // {charge_id, item, amount_fen, refunded_fen}
   settlement: null,
+  quote: null, // the bureau's pre-settlement, until a charge or refund makes it stale
   today: [],
   statement: null,
   problems: {}, // panel -> sentence
@@ -105,6 +106,7 @@ function openEncounter(code, department) {
       state.current = opened;
       state.lines = [];
       state.settlement = null;
+      state.quote = null;
       state.notice = null;
       api.actionDone(action);
     } catch (problem) {
@@ -143,12 +145,22 @@ function addCharge(event) {
         state.lines.push({ charge_id: done.charge_id, item: done.items[0], amount_fen: done.amount_fen, refunded_fen: done.refunded_fen });
       }
       state.current = { ...state.current, hold_fen: done.hold_fen };
+      state.quote = null;
       chargeDraftId = null;
       resetCharge = true;
     } catch (problem) {
       if (problem.code !== "network") chargeDraftId = null;
       throw problem;
     }
+  });
+}
+
+// What closing would settle now (segments and what the patient will be charged); a GET
+// that changes nothing, so no key.
+function quoteEncounter() {
+  const encounter = state.current;
+  act("quote", "charge", async () => {
+    state.quote = await api.call("GET", `/v1/encounters/${encounter.id}/quote`);
   });
 }
 
@@ -162,6 +174,7 @@ function closeEncounter() {
     });
     api.actionDone(action);
     state.settlement = settled;
+    state.quote = null;
     state.current = { ...state.current, status: "settled" };
     await refreshToday();
   });
@@ -178,6 +191,7 @@ function refundLine(line) {
     });
     api.actionDone(action);
     line.refunded_fen += done.amount_fen;
+    state.quote = null;
     state.notice = t("refund.done", { amount: yuan(done.amount_fen) });
     await refreshToday();
   });
@@ -253,9 +267,37 @@ function encounterView() {
   );
 }
 
+const SEGMENTS = [
+  "self_paid_items_fen",
+  "current_account_fen",
+  "self_segment_accumulated_fen",
+  "self_segment_cash_fen",
+  "fund_fen",
+  "copay_accumulated_fen",
+  "copay_cash_fen",
+];
+
+function quoteView() {
+  const q = state.quote;
+  if (!q) return h("p", { class: "muted" }, t("close.note"));
+  return h(
+    "div",
+    { "data-testid": "quote" },
+    h("h2", {}, t("quote.heading")),
+    h(
+      "dl",
+      {},
+      h("dt", {}, t("split.total")), h("dd", { "data-testid": "quote-total" }, yuan(q.total_fen)),
+      SEGMENTS.flatMap((name) => [h("dt", {}, t(`seg.${name}`)), h("dd", { "data-testid": `quote-${name}` }, yuan(q.segments[name]))]),
+      h("dt", {}, t("split.insurance")), h("dd", { "data-testid": "quote-insurance" }, yuan(q.insurance_fen)),
+      h("dt", {}, t("quote.cash")), h("dd", { "data-testid": "quote-cash" }, yuan(q.cash_fen)),
+    ),
+  );
+}
+
 function splitView() {
   const s = state.settlement;
-  if (!s) return h("p", { class: "muted" }, t("close.note"));
+  if (!s) return quoteView();
   return h(
     "div",
     { "data-testid": "split" },
@@ -324,6 +366,7 @@ function chargeView() {
     h("div", { class: "totals" }, h("span", {}, t("totals.lines", { n: state.lines.length })), h("span", { "data-testid": "running-total" }, `${t("totals.charged")} ${yuan(total)}`)),
     state.notice ? h("p", { class: "notice", role: "status" }, state.notice) : null,
     problemOf("charge"),
+    open ? h("button", { class: "secondary", type: "button", onclick: quoteEncounter, disabled: busy.has("quote") || state.lines.length === 0, "data-testid": "quote-button" }, t("quote.button")) : null,
     open ? h("button", { type: "button", onclick: closeEncounter, disabled: busy.has("close"), "data-testid": "close" }, t("close.button")) : null,
   );
 }
