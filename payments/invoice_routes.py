@@ -3,6 +3,7 @@ credit bureau runtime, the settlement hook): plugged into `payments/wiring.py`."
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from starlette.requests import Request
@@ -16,6 +17,7 @@ from app.http import endpoint, json_response, read_json, read_query
 from auth.api import require, scopes
 from payments import credit, errors, family, invoices, settlement
 from payments.credit_bureau import CreditRuntime
+from payments.hospitals import hospital_of
 from payments.invoice_signing import ALG, master_secret
 from payments.models import Invoice
 from payments.responses import bill_view_out
@@ -24,7 +26,6 @@ from payments.schemas import (
     CreditLimitOut,
     FamilyBillList,
     FamilyBillOut,
-    InvoiceBriefOut,
     InvoiceDayOut,
     InvoiceDayQuery,
     InvoiceOut,
@@ -171,32 +172,8 @@ async def _invoices_response(
 async def invoices_of_day(request: Request) -> Response:
     principal = await require(request, scopes.ENCOUNTERS_WRITE)
     query = read_query(request, InvoiceDayQuery)
-    rows = await invoices.invoices_of_day(principal, query.date)
-    originals = {
-        i.id: invoices.number_of(i)
-        for i in await Invoice.filter(id__in=[r.original_id for r in rows if r.original_id])
-    }
-    briefs = [
-        InvoiceBriefOut(
-            kind=r.kind,
-            code=r.code,
-            number=invoices.number_of(r),
-            bill_id=r.bill_id,
-            total_fen=r.total_fen,
-            original_number=originals.get(r.original_id) if r.original_id else None,
-            issued_at=r.issued_at,
-        )
-        for r in rows
-    ]
-    return json_response(
-        InvoiceDayOut(
-            date=query.date,
-            count=len(briefs),
-            blue_total_fen=sum(b.total_fen for b in briefs if b.kind == "blue"),
-            red_total_fen=sum(b.total_fen for b in briefs if b.kind == "red"),
-            invoices=briefs,
-        )
-    )
+    day = await invoices.invoices_of_day(hospital_of(principal), query.date)
+    return json_response(InvoiceDayOut.model_validate({"date": query.date, **asdict(day)}))
 
 
 @endpoint(

@@ -333,17 +333,62 @@ def local_zone(ctx: AppContext) -> timezone:
     return timezone(timedelta(hours=ctx.runtime(PaymentsRuntime).config.utc_offset_hours))
 
 
-async def invoices_of_day(principal: Principal, day: date) -> list[Invoice]:
-    """The hospital's invoices issued on a UTC day (the statement's day), in number order."""
+@dataclass(frozen=True)
+class InvoiceBrief:
+    """One invoice as a day's list shows it: blue or red, number, bill, amount and split."""
+
+    kind: str
+    code: str
+    number: str
+    bill_id: str
+    total_fen: int
+    insurance_fen: int  # the bureau's part (fund and personal accounts); negative when red
+    cash_fen: int
+    original_number: str | None  # red: the blue invoice it reverses
+    issued_at: datetime
+
+
+@dataclass(frozen=True)
+class InvoiceDay:
+    """The invoices a hospital issued on a UTC day (the statement's day), in number order;
+    blue plus red totals are what the day finally billed."""
+
+    count: int
+    blue_total_fen: int
+    red_total_fen: int
+    invoices: list[InvoiceBrief]
+
+
+async def invoices_of_day(hospital_id: str, day: date) -> InvoiceDay:
     start = datetime.combine(day, time(0), tzinfo=UTC)
-    return (
+    rows = (
         await Invoice.filter(
-            hospital_id=hospital_of(principal),
-            issued_at__gte=start,
-            issued_at__lt=start + timedelta(days=1),
+            hospital_id=hospital_id, issued_at__gte=start, issued_at__lt=start + timedelta(days=1)
         )
         .order_by("id")
         .limit(10_000)
+    )
+    wanted = {r.original_id for r in rows if r.original_id} - {r.id for r in rows}
+    known = {r.id: r for r in rows} | {i.id: i for i in await Invoice.filter(id__in=wanted)}
+    briefs = [
+        InvoiceBrief(
+            kind=r.kind,
+            code=r.code,
+            number=number_of(r),
+            bill_id=r.bill_id,
+            total_fen=r.total_fen,
+            insurance_fen=r.total_fen - int(r.content["split"]["cash_fen"]),
+            cash_fen=int(r.content["split"]["cash_fen"]),
+            original_number=number_of(known[r.original_id]) if r.original_id else None,
+            issued_at=r.issued_at,
+        )
+        for r in rows
+    ]
+    return InvoiceDay(
+        count=len(briefs),
+        blue_total_fen=sum(b.total_fen for b in briefs if b.kind == InvoiceKind.BLUE),
+        red_total_fen=sum(b.total_fen for b in briefs if b.kind == InvoiceKind.RED),
+        invoices=briefs,
     )
 
 

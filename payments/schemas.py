@@ -317,6 +317,28 @@ class BatchOut(BaseModel):
     amount_fen: Fen
 
 
+class InvoiceBriefOut(BaseModel):
+    kind: Literal["blue", "red"]
+    code: str
+    number: str
+    bill_id: str
+    total_fen: Fen = Field(description="negative for a red invoice")
+    insurance_fen: Fen = Field(description="the bureau's part (fund and personal accounts)")
+    cash_fen: Fen = Field(description="the patient's cash part")
+    original_number: str | None = Field(description="red: the blue invoice it reverses")
+    issued_at: datetime
+
+
+class InvoicesOfDayOut(BaseModel):
+    """The invoices issued on the day, in number order (blue + red totals: what the day
+    finally billed)."""
+
+    count: int
+    blue_total_fen: Fen
+    red_total_fen: Fen
+    invoices: list[InvoiceBriefOut]
+
+
 class StatementOut(BaseModel):
     hospital_id: str
     date: date
@@ -332,6 +354,7 @@ class StatementOut(BaseModel):
     batches: list[BatchOut] = Field(
         default_factory=list, description="daily batches of that day (daily-batch hospitals)"
     )
+    invoices: InvoicesOfDayOut = Field(description="the e-invoices issued that day")
 
 
 class EncounterListQuery(_In):
@@ -449,22 +472,8 @@ class InvoiceDayQuery(_In):
     date: Day
 
 
-class InvoiceBriefOut(BaseModel):
-    kind: Literal["blue", "red"]
-    code: str
-    number: str
-    bill_id: str
-    total_fen: Fen
-    original_number: str | None
-    issued_at: datetime
-
-
-class InvoiceDayOut(BaseModel):
+class InvoiceDayOut(InvoicesOfDayOut):
     date: date
-    count: int
-    blue_total_fen: Fen
-    red_total_fen: Fen
-    invoices: list[InvoiceBriefOut]
 
 
 class InvoiceVerifyQuery(_In):

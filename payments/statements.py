@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import cast
 
 from auth.api import Principal
-from payments import ledger
+from payments import invoices, ledger
 from payments.hospitals import hospital_of
 from payments.models import (
     Bill,
@@ -73,6 +73,7 @@ class Statement:
     outstanding_fen: int
     ledger: LedgerTotals
     batches: list[BatchLine] = field(default_factory=list)
+    invoices: invoices.InvoiceDay = field(default_factory=lambda: invoices.InvoiceDay(0, 0, 0, []))
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -148,14 +149,19 @@ async def daily_statement(principal: Principal, day: date) -> Statement:
         batches=[
             BatchLine(b.id, b.day, b.status, b.encounters, b.charges, b.amount_fen) for b in batches
         ],
+        invoices=await invoices.invoices_of_day(hospital_id, day),
     )
 
 
 def statement_csv(statement: Statement) -> str:
-    """One row per line of the statement: `section,count,amount_fen,insurance_fen,self_pay_fen`."""
+    """One row per line of the statement: `section,count,amount_fen,insurance_fen,self_pay_fen`
+    and, on the invoices' rows (`invoice_blue` / `invoice_red`, one per invoice), `number`
+    and `bill_id`."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["section", "count", "amount_fen", "insurance_fen", "self_pay_fen"])
+    writer.writerow(
+        ["section", "count", "amount_fen", "insurance_fen", "self_pay_fen", "number", "bill_id"]
+    )
     writer.writerow(["encounters_opened", statement.encounters_opened, "", "", ""])
     for name in (
         "charges",
@@ -172,4 +178,7 @@ def statement_csv(statement: Statement) -> str:
         writer.writerow([f"ledger_{name.removesuffix('_fen')}", "", value, "", ""])
     for batch in statement.batches:
         writer.writerow([f"batch_{batch.status}", batch.charges, batch.amount_fen, "", ""])
+    for i in statement.invoices.invoices:
+        row = [f"invoice_{i.kind}", 1, i.total_fen, i.insurance_fen, i.cash_fen]
+        writer.writerow([*row, f"{i.code}-{i.number}", i.bill_id])
     return out.getvalue()

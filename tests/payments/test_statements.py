@@ -11,7 +11,7 @@ import httpx
 from app.clock import FrozenClock
 from app.context import AppContext
 from payments import ledger
-from payments.models import LedgerEntry
+from payments.models import Bill, LedgerEntry
 from tests.payments.helpers import (
     charge,
     check_books,
@@ -91,6 +91,27 @@ async def test_statement_totals_equal_the_ledger(
         "personal_current_fen": await ledger_net(where.id, "personal_current", day),
         "personal_accumulated_fen": await ledger_net(where.id, "personal_accumulated", day),
     }
+    # The day's e-invoices: a blue one per settled bill, a red one for the refund after
+    # settlement referring to the first bill's blue one; blue + red = what was finally billed.
+    listed = s["invoices"]
+    blue = [i for i in listed["invoices"] if i["kind"] == "blue"]
+    [red] = [i for i in listed["invoices"] if i["kind"] == "red"]
+    bills = {b.encounter_id: b.id for b in await Bill.filter(hospital_id=where.id)}
+    assert [i["bill_id"] for i in blue] == [bills[first["id"]], bills[second["id"]]]
+    assert [i["number"] for i in listed["invoices"]] == sorted(
+        i["number"] for i in listed["invoices"]
+    )
+    assert red["bill_id"] == bills[first["id"]] and red["original_number"] == blue[0]["number"]
+    assert red["total_fen"] == -4_321 == -after["amount_fen"]
+    assert (red["insurance_fen"], red["cash_fen"]) == (
+        -after["insurance_fen"],
+        -after["self_pay_fen"],
+    )
+    assert sum(i["total_fen"] for i in blue) == listed["blue_total_fen"] == settled["amount_fen"]
+    assert listed["blue_total_fen"] + listed["red_total_fen"] == (
+        settled["amount_fen"] - after["amount_fen"]
+    )
+    assert listed["count"] == 3
     as_csv = await client.get(
         "/v1/hospitals/me/statements",
         params={"date": day, "format": "csv"},
@@ -100,6 +121,9 @@ async def test_statement_totals_equal_the_ledger(
     rows = {r["section"]: r for r in csv.DictReader(io.StringIO(as_csv.text))}
     assert int(rows["settlements"]["amount_fen"]) == settled["amount_fen"]
     assert int(rows["ledger_hospital"]["amount_fen"]) == s["ledger"]["hospital_fen"]
+    assert rows["invoice_red"]["number"] == f"{red['code']}-{red['number']}"
+    assert rows["invoice_red"]["bill_id"] == red["bill_id"]
+    assert int(rows["invoice_red"]["amount_fen"]) == -4_321
     by_accept = await client.get(
         "/v1/hospitals/me/statements",
         params={"date": day},
@@ -111,6 +135,12 @@ async def test_statement_totals_equal_the_ledger(
         "/v1/hospitals/me/statements", params={"date": tomorrow}, headers=where.headers
     )
     assert empty.json()["settlements"]["count"] == 0
+    assert empty.json()["invoices"] == {
+        "count": 0,
+        "blue_total_fen": 0,
+        "red_total_fen": 0,
+        "invoices": [],
+    }
     await check_books()
 
 
