@@ -586,14 +586,15 @@ def rounds_of(
     runs: Mapping[str, Callable[[], WrkResult]], rounds: int, *, tolerate: float = 0.0
 ) -> dict[str, list[WrkResult]]:
     """Every round of each measurement, interleaved (a, b, a, b, ...); raises when more
-    than `tolerate` of a round's requests failed (none by default; the failures are in
-    the table's `failed` column either way)."""
+    than `tolerate` of a round's requests (and more than 3) failed (none by default; the
+    failures are in the table's `failed` column either way)."""
     results: dict[str, list[WrkResult]] = {label: [] for label in runs}
     for _ in range(max(1, rounds)):
         for label, measure in runs.items():
             result = measure()
             failed = result.non_2xx + result.errors
-            if failed > tolerate * max(1, result.requests):
+            allowed = max(3.0, tolerate * result.requests) if tolerate else 0.0
+            if failed > allowed:
                 raise BenchError(
                     f"{label}: {result.non_2xx} non-2xx answers, {result.errors} socket errors"
                 )
