@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -25,6 +25,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from payments import segments
+from payments.insurance import BureauParts
 from payments.models import SandboxBureauOperation, SandboxInsured
 
 TOKEN_PREFIX = "ect1."  # noqa: S105 (a format marker, not a secret)
@@ -91,8 +92,13 @@ class InsuranceBureau(Protocol):
     ) -> segments.Segments:
         """Settle once per `key`; asking again returns the first settlement."""
 
-    async def reverse(self, *, key: str, settlement_key: str, now: datetime) -> None:
-        """Undo a settlement (idempotent by `key`): accounts and year-to-date use restored."""
+    async def reverse(
+        self, *, key: str, settlement_key: str, now: datetime, parts: BureauParts | None = None
+    ) -> BureauParts:
+        """Undo a settlement, or `parts` of it (a refund), idempotent by `key`: each payer's
+        share goes back to its account (fund use, accumulated and current-year account).
+        Returns what was reversed; the same key with other parts is refused (`key_reused`),
+        so is more than the settlement left to reverse (`exceeds_settlement`)."""
 
 
 # The sandbox's test personas: a category and balances, or a failure mode. Enrolment may
@@ -227,6 +233,28 @@ class SandboxBureau:
             return await self._again(done)
         person = self._person(ec_token, visit_id, now)
         rules = segments.rules_for(now.date())
+        for attempt in (1, 2):
+            try:
+                row, result = await self._settle_once(key, person, claim, rules, now)
+                break
+            except IntegrityError:
+                # Rolled back whole (on PostgreSQL the transaction is unusable after the
+                # error): a concurrent settle with this key committed first, or enrolled
+                # the person first; answer with its result, or try once more.
+                done = await SandboxBureauOperation.get_or_none(key=key)
+                if done is not None:
+                    return await self._again(done)
+                if attempt == 2:
+                    raise
+        if row.behaviour == "timeout_once":
+            raise BureauTimeout(f"the sandbox bureau settled {key} but the answer was lost")
+        if row.behaviour == "slow":
+            await asyncio.sleep(self.slow_answer_s)
+        return result
+
+    async def _settle_once(
+        self, key: str, person: str, claim: Claim, rules: segments.RuleSet, now: datetime
+    ) -> tuple[SandboxInsured, segments.Segments]:
         async with in_transaction():
             row = await SandboxInsured.filter(subject_id=person).select_for_update().first()
             if row is None:
@@ -236,24 +264,13 @@ class SandboxBureau:
                 raise BureauRefused("insurance_suspended", "the person's insurance is suspended")
             before = self._standing(row, now)
             result = segments.split(claim.lines, before, claim.tier, rules)
-            try:
-                await SandboxBureauOperation.create(
-                    key=key,
-                    kind="settle",
-                    subject_id=person,
-                    result=result.to_json(),
-                    created_at=now,
-                )
-            except IntegrityError:
-                return await self._again(await SandboxBureauOperation.get(key=key))
+            await SandboxBureauOperation.create(
+                key=key, kind="settle", subject_id=person, result=result.to_json(), created_at=now
+            )
             await self._store(
                 row, segments.apply(before, result), rules.medical_year(now.date()), now
             )
-        if row.behaviour == "timeout_once":
-            raise BureauTimeout(f"the sandbox bureau settled {key} but the answer was lost")
-        if row.behaviour == "slow":
-            await asyncio.sleep(self.slow_answer_s)
-        return result
+        return row, result
 
     async def _again(self, done: SandboxBureauOperation) -> segments.Segments:
         if done.kind != "settle":
@@ -273,34 +290,71 @@ class SandboxBureau:
         row.updated_at = now
         await row.save()
 
-    async def reverse(self, *, key: str, settlement_key: str, now: datetime) -> None:
+    async def reverse(
+        self, *, key: str, settlement_key: str, now: datetime, parts: BureauParts | None = None
+    ) -> BureauParts:
         self._reachable()
-        if await SandboxBureauOperation.exists(key=key):
-            return
+        done = await SandboxBureauOperation.get_or_none(key=key)
+        if done is not None:
+            return self._reversed_again(done, settlement_key, parts)
         settled = await SandboxBureauOperation.get_or_none(key=settlement_key, kind="settle")
         if settled is None:
             raise BureauRefused("no_such_settlement", f"nothing was settled under {settlement_key}")
         result = segments.Segments.from_json(settled.result)
+        whole = BureauParts(result.fund_fen, result.accumulated_fen, result.current_account_fen)
         async with in_transaction():
             row = (
                 await SandboxInsured.filter(subject_id=settled.subject_id).select_for_update().get()
             )
-            try:
-                await SandboxBureauOperation.create(
-                    key=key,
-                    kind="reverse",
-                    subject_id=settled.subject_id,
-                    result={},
-                    created_at=now,
-                )
-            except IntegrityError:
-                return
-            row.current_account_fen += result.current_account_fen
-            row.accumulated_account_fen += result.accumulated_fen
-            row.deductible_used_fen -= result.deductible_applied_fen
-            row.fund_used_fen -= result.fund_fen
+            earlier = BureauParts()
+            for op in await SandboxBureauOperation.filter(
+                subject_id=settled.subject_id, kind="reverse"
+            ):
+                if op.result.get("settlement_key") == settlement_key:
+                    earlier += _parts_of(op)
+            asked = parts if parts is not None else whole - earlier
+            left = whole - earlier - asked
+            if (
+                min(asked.fund_fen, asked.accumulated_fen, asked.current_account_fen) < 0
+                or min(left.fund_fen, left.accumulated_fen, left.current_account_fen) < 0
+            ):
+                raise BureauRefused("exceeds_settlement", f"{asked} is more than is left of it")
+            await SandboxBureauOperation.create(
+                key=key,
+                kind="reverse",
+                subject_id=settled.subject_id,
+                result={"settlement_key": settlement_key, **asdict(asked)},
+                created_at=now,
+            )
+            row.current_account_fen += asked.current_account_fen
+            row.accumulated_account_fen += asked.accumulated_fen
+            row.fund_used_fen -= asked.fund_fen
+            if parts is None:
+                # Only a whole reversal gives the deductible back: a partial one (a refund
+                # of some lines) leaves the visit counting towards it.
+                row.deductible_used_fen -= result.deductible_applied_fen
             row.updated_at = now
             await row.save()
+        return asked
+
+    @staticmethod
+    def _reversed_again(
+        done: SandboxBureauOperation, settlement_key: str, parts: BureauParts | None
+    ) -> BureauParts:
+        before = _parts_of(done)
+        same = done.result.get("settlement_key") == settlement_key
+        if done.kind != "reverse" or not same or (parts is not None and parts != before):
+            raise BureauRefused("key_reused", f"key {done.key} was used for another operation")
+        return before
+
+
+def _parts_of(op: SandboxBureauOperation) -> BureauParts:
+    r = op.result
+    return BureauParts(
+        int(r.get("fund_fen", 0)),
+        int(r.get("accumulated_fen", 0)),
+        int(r.get("current_account_fen", 0)),
+    )
 
 
 def create_bureau(name: str, key: bytes) -> InsuranceBureau:

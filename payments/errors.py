@@ -16,7 +16,7 @@ PaymentsProblem
  ├── VoucherRejected          422 insurance_voucher_rejected  the bureau refused the e-voucher
  ├── InsuranceDeclarationRefused 422 insurance_declaration_refused  profiles come from the bureau
  ├── ProviderUnavailable      503 provider_unavailable    the provider timed out; nothing was lost
- └── BureauUnavailable        503 insurance_bureau_unavailable  settlement recorded, worker finishes
+ └── BureauUnavailable        503 insurance_bureau_unavailable  close recorded; refund not booked
 
 Invoices and family credit (appended):
 PaymentsProblem
@@ -123,7 +123,8 @@ class InsuranceDeclarationRefused(PaymentsProblem):
 
 
 class BureauUnavailable(PaymentsProblem):
-    """The bureau timed out or is down; the settlement is recorded and the worker finishes it."""
+    """The bureau timed out or is down: a close's settlement is recorded and the worker
+    finishes it; a refund after settlement is not booked (retry it with its refund_id)."""
 
     status, code, title = 503, "insurance_bureau_unavailable", "Insurance bureau unavailable"
 

@@ -166,3 +166,53 @@ def proportional_part(
     after = (refunded_before_fen + amount_fen) * part_fen // whole_fen
     before = refunded_before_fen * part_fen // whole_fen
     return after - before
+
+
+@dataclass(frozen=True)
+class BureauParts:
+    """The bureau's part of a bill (or of a refund) by payer, in fen."""
+
+    fund_fen: int = 0  # 统筹基金
+    accumulated_fen: int = 0  # 历年账户 (both segments)
+    current_account_fen: int = 0  # 当年账户
+
+    @property
+    def total_fen(self) -> int:
+        return self.fund_fen + self.accumulated_fen + self.current_account_fen
+
+    def __sub__(self, other: BureauParts) -> BureauParts:
+        return BureauParts(
+            self.fund_fen - other.fund_fen,
+            self.accumulated_fen - other.accumulated_fen,
+            self.current_account_fen - other.current_account_fen,
+        )
+
+    def __add__(self, other: BureauParts) -> BureauParts:
+        return BureauParts(
+            self.fund_fen + other.fund_fen,
+            self.accumulated_fen + other.accumulated_fen,
+            self.current_account_fen + other.current_account_fen,
+        )
+
+
+def _taken_back(paid: BureauParts, refunded_fen: int) -> BureauParts:
+    """Cumulative: which payers `refunded_fen` of the bureau's part is taken back from."""
+    left, taken = refunded_fen, []
+    for part in (paid.fund_fen, paid.accumulated_fen, paid.current_account_fen):
+        take = min(part, left)
+        taken.append(take)
+        left -= take
+    if left > 0 or refunded_fen < 0:
+        raise ValueError(f"{refunded_fen} fen is not within the bureau's part {paid}")
+    return BureauParts(*taken)
+
+
+def refund_payers(paid: BureauParts, refunded_before_fen: int, amount_fen: int) -> BureauParts:
+    """Split `amount_fen` of a bill's bureau part, refunded after `refunded_before_fen` was
+    already, by payer: in the reverse order of the segments' waterfall (the refunded care
+    comes off the top): the fund first, then the accumulated account, then the current-year
+    account. Computed on the cumulative sums, so it is exact to the fen, no payer ever gets
+    back more than it paid nor a negative part, and refunding the whole part gives each
+    payer back exactly what it paid, whatever the partial refunds in between."""
+    before = _taken_back(paid, refunded_before_fen)
+    return _taken_back(paid, refunded_before_fen + amount_fen) - before

@@ -24,10 +24,20 @@ from app.context import AppContext
 from app.errors import NotFound, RateLimited
 from auth.api import Principal, guardians_of, subject_profile
 from payments import invoice_signing as signing
+from payments import ledger
 from payments.config import PaymentsRuntime
 from payments.errors import BillNotSettled
 from payments.hospitals import hospital_of
-from payments.models import Bill, BillLine, CreditAccount, Encounter, Hospital, Invoice, Refund
+from payments.models import (
+    Bill,
+    BillLine,
+    CreditAccount,
+    Encounter,
+    Hospital,
+    Invoice,
+    LedgerEntry,
+    Refund,
+)
 from payments.states import EncounterStatus
 
 VERIFY_PER_MINUTE = 30  # per client address, at the public endpoint
@@ -211,13 +221,21 @@ async def _store_once(ctx: AppContext, issue_key: str, make: Any) -> Invoice:
         return await Invoice.get(issue_key=issue_key)
 
 
-def _red_split(refund: Refund) -> dict[str, int]:
-    """The refund's split by payer, negative, as the ledger books it: the insurance part
-    goes back to the fund, the self-pay part to cash."""
+async def _red_split(refund: Refund) -> dict[str, int]:
+    """The refund's split by payer, negative, exactly as its ledger transfer (same
+    transaction) booked it back: the fund, the patient's current-year and accumulated
+    accounts, and cash."""
+    booked = await LedgerEntry.filter(
+        transfer__key=f"refund:{refund.encounter_id}:{refund.refund_id}"
+    ).values_list("account", "amount_fen")
+    by_kind: dict[str, int] = {}
+    for account, amount in booked:
+        kind = ledger.account_kind(str(account))
+        by_kind[kind] = by_kind.get(kind, 0) + int(amount)
     return {
-        "fund_fen": -refund.insurance_fen,
-        "current_account_fen": 0,
-        "accumulated_account_fen": 0,
+        "fund_fen": by_kind.get(ledger.INSURANCE_FUND, 0),
+        "current_account_fen": by_kind.get("personal_current", 0),
+        "accumulated_account_fen": by_kind.get("personal_accumulated", 0),
         "cash_fen": -refund.self_pay_fen,
     }
 
@@ -247,7 +265,7 @@ async def issue_for_refund(ctx: AppContext, refund: Refund) -> Invoice | None:
             }
         ],
         "total_fen": -refund.amount_fen,
-        "split": _red_split(refund),
+        "split": await _red_split(refund),
         "refund_id": refund.refund_id,
     }
     parties = await _parties(ctx, await Encounter.get(id=refund.encounter_id))

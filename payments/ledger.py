@@ -118,15 +118,32 @@ def collection(key: str, *, subject_id: str, amount_fen: int) -> Transfer:
 
 
 def refund(
-    key: str, *, subject_id: str, hospital_id: str, insurance_fen: int, self_pay_fen: int
+    key: str,
+    *,
+    subject_id: str,
+    patient_id: str,
+    hospital_id: str,
+    insurance_fen: int,
+    self_pay_fen: int,
+    current_account_fen: int = 0,
+    accumulated_account_fen: int = 0,
 ) -> Transfer:
-    """A settled charge is refunded: the reverse of its share of the settlement."""
+    """A settled charge is refunded: the reverse of its share of the settlement, each payer
+    of the bureau's part (`insurance_fen`: the fund's plus the patient's personal accounts')
+    credited back to its own account, the cash part to the resident who owes the bill
+    (`subject_id`: the payer, a guardian for a family bill; `patient_id` owns the personal
+    accounts)."""
+    fund = insurance_fen - current_account_fen - accumulated_account_fen
+    if fund < 0 or current_account_fen < 0 or accumulated_account_fen < 0:
+        raise UnbalancedTransfer(f"{key}: the bureau's parts exceed what it pays back")
     return transfer(
         key,
         "refund",
         {
             hospital_account(hospital_id): insurance_fen + self_pay_fen,
-            INSURANCE_FUND: -insurance_fen,
+            INSURANCE_FUND: -fund,
+            personal_current_account(patient_id): -current_account_fen,
+            personal_accumulated_account(patient_id): -accumulated_account_fen,
             resident_account(subject_id): -self_pay_fen,
         },
     )

@@ -7,6 +7,7 @@ ones: refunds never pass what was charged.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -18,11 +19,14 @@ from app.errors import IdempotencyKeyReused, NotFound
 from app.idempotency import canonical_hash
 from auth.api import Principal
 from payments import invoices, ledger
+from payments.bureau import BureauDown, BureauRefused, BureauTimeout
 from payments.collection import new_collection, run_collection
+from payments.config import PaymentsRuntime
 from payments.credit import refresh_account_status
 from payments.encounters import find_encounter
-from payments.errors import PaymentInProgress, RefundExceedsCharge
+from payments.errors import BureauUnavailable, PaymentInProgress, RefundExceedsCharge
 from payments.hospitals import hospital_of
+from payments.insurance import BureauParts, refund_payers
 from payments.insurance import proportional_part as insurance_part
 from payments.models import Bill, BillLine, Charge, Collection, CreditAccount, Encounter, Refund
 from payments.states import (
@@ -84,7 +88,7 @@ async def refund_charge(
         charge = await _refundable_charge(ask)
         after = encounter.status != EncounterStatus.OPEN
         if after:
-            settled = await _refund_settled(ask, charge, now)
+            settled = await _refund_settled(ctx, ask, charge, encounter, now)
         else:
             settled = SettledRefund(0, 0, None)
             encounter.charged_fen -= amount_fen
@@ -120,23 +124,32 @@ async def _refundable_charge(ask: RefundRequest) -> Charge:
     return charge
 
 
-async def _refund_settled(ask: RefundRequest, charge: Charge, now: datetime) -> SettledRefund:
-    """Split the refund like the charge's bill lines, reverse that share in the ledger, and
-    start paying back what the resident paid beyond what is now owed."""
+async def _refund_settled(
+    ctx: AppContext, ask: RefundRequest, charge: Charge, encounter: Encounter, now: datetime
+) -> SettledRefund:
+    """Split the refund like the charge's bill lines, its bureau part by payer; reverse that
+    part at the bureau, then each payer's share in the ledger; start paying back what the
+    resident paid beyond what is now owed."""
     bill = await Bill.filter(encounter_id=ask.encounter_id).select_for_update().get()
     if bill.status == BillStatus.COLLECTING:
         raise PaymentInProgress("the bill's payment is in flight; retry the refund shortly")
     insurance_fen = await _insurance_share(bill, charge, ask.amount_fen)
     self_pay_fen = ask.amount_fen - insurance_fen
+    payers = refund_payers(bureau_parts(bill), bill.refunded_insurance_fen, insurance_fen)
+    if payers.total_fen > 0:
+        await _reverse_at_bureau(ctx, ask, bill, payers, now)
     bill.refunded_insurance_fen += insurance_fen
     bill.refunded_self_pay_fen += self_pay_fen
     await post_transfer(
         ledger.refund(
             f"refund:{ask.encounter_id}:{ask.refund_id}",
-            subject_id=bill.subject_id,
+            subject_id=bill.subject_id,  # who owes the bill's cash (a guardian's bill)
+            patient_id=encounter.subject_id,  # whose personal accounts paid
             hospital_id=ask.hospital_id,
             insurance_fen=insurance_fen,
             self_pay_fen=self_pay_fen,
+            current_account_fen=payers.current_account_fen,
+            accumulated_account_fen=payers.accumulated_fen,
         ),
         hospital_id=ask.hospital_id,
         now=now,
@@ -159,6 +172,52 @@ async def _refund_settled(ask: RefundRequest, charge: Charge, now: datetime) -> 
         ]
     )
     return SettledRefund(insurance_fen, self_pay_fen, payout)
+
+
+def bureau_parts(bill: Bill) -> BureauParts:
+    """What the bureau paid of the bill, by payer."""
+    return BureauParts(
+        fund_fen=bill.fund_fen,
+        accumulated_fen=bill.self_segment_accumulated_fen + bill.copay_accumulated_fen,
+        current_account_fen=bill.current_account_fen,
+    )
+
+
+def reversal_key(encounter_id: str, refund_id: str) -> str:
+    """The bureau's key for a refund's reversal: the same for every retry of the refund
+    (the hospital's refund_id is unique per encounter), short whatever refund_id is."""
+    digest = hashlib.sha256(f"{encounter_id}\n{refund_id}".encode()).hexdigest()
+    return f"rev_{digest[:40]}"
+
+
+async def _reverse_at_bureau(
+    ctx: AppContext, ask: RefundRequest, bill: Bill, payers: BureauParts, now: datetime
+) -> None:
+    """Reverse the refund's bureau part at the bureau, keyed by the hospital's refund_id, so
+    a retried refund (after a timeout, or after our transaction rolled back) reverses once.
+    Nothing is booked unless the bureau confirmed: a bureau that does not answer fails the
+    refund (503) and the hospital retries it with the same refund_id."""
+    if bill.bureau_settlement_id is None:
+        raise BureauUnavailable("the bill has no settlement at the bureau to reverse")
+    try:
+        reversed_ = await ctx.runtime(PaymentsRuntime).bureau.reverse(
+            key=reversal_key(ask.encounter_id, ask.refund_id),
+            settlement_key=bill.bureau_settlement_id,
+            now=now,
+            parts=payers,
+        )
+    except (BureauTimeout, BureauDown):
+        raise BureauUnavailable(
+            "the insurance bureau did not confirm the reversal; retry the refund"
+        ) from None
+    except BureauRefused as refused:
+        raise BureauUnavailable(
+            "the insurance bureau refused the reversal", extra={"reason": refused.reason}
+        ) from None
+    if reversed_ != payers:
+        raise BureauUnavailable(
+            "the bureau reversed other parts under this refund_id", extra={"reason": "key_reused"}
+        )
 
 
 async def _insurance_share(bill: Bill, charge: Charge, amount_fen: int) -> int:

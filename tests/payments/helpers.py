@@ -17,7 +17,15 @@ from tortoise.functions import Sum
 from app.context import AppContext
 from payments import batches, ledger
 from payments.config import PaymentsRuntime
-from payments.models import Bill, Collection, LedgerEntry, LedgerTransfer, SandboxOperation
+from payments.models import (
+    Bill,
+    Collection,
+    Encounter,
+    LedgerEntry,
+    LedgerTransfer,
+    SandboxBureauOperation,
+    SandboxOperation,
+)
 from payments.provider import PaymentProvider, ProviderResult
 from tests.factories import Resident, code_of, login, machine, resident
 
@@ -227,6 +235,30 @@ async def ledger_rows() -> list[ledger.EntryRow]:
     return [ledger.EntryRow(k, a, v) for k, a, v in rows]
 
 
+def taken_back(bill: Bill) -> tuple[int, int, int]:
+    """(fund, accumulated, current) given back by the bill's refunds after settlement, by
+    the documented order: the fund first, then the accumulated, then the current account."""
+    refunded = bill.refunded_insurance_fen
+    fund = min(bill.fund_fen, refunded)
+    accumulated = min(
+        bill.self_segment_accumulated_fen + bill.copay_accumulated_fen, refunded - fund
+    )
+    current = refunded - fund - accumulated
+    assert 0 <= current <= bill.current_account_fen, bill.id
+    return fund, accumulated, current
+
+
+async def bureau_reversals() -> dict[str, tuple[int, int, int]]:
+    """What the sandbox bureau's own books reversed, per settlement key."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for op in await SandboxBureauOperation.filter(kind="reverse"):
+        key = str(op.result.get("settlement_key", ""))
+        f, a, c = out.get(key, (0, 0, 0))
+        r = op.result
+        out[key] = (f + r["fund_fen"], a + r["accumulated_fen"], c + r["current_account_fen"])
+    return out
+
+
 async def check_books() -> None:
     """The ledger's invariants, and the ledger against the bills and the sandbox's books."""
     rows = await ledger_rows()
@@ -235,8 +267,19 @@ async def check_books() -> None:
     keys = await LedgerTransfer.all().values_list("key", flat=True)
     assert len(keys) == len(set(keys)), "a transfer key was posted twice"
     bills = await Bill.all()
+    patients = dict(
+        await Encounter.filter(id__in=[b.encounter_id for b in bills]).values_list(
+            "id", "subject_id"
+        )
+    )
+    reversed_at_bureau = await bureau_reversals()
     expected: dict[str, int] = {}
     for b in bills:
+        # The personal accounts are the patient's (the encounter's), not the payer's.
+        patient_id = str(patients[b.encounter_id])
+        back = taken_back(b)
+        assert reversed_at_bureau.get(b.bureau_settlement_id or "", (0, 0, 0)) == back, b.id
+        fund_back, accumulated_back, current_back = back
         for account, amount in (
             (
                 ledger.resident_account(b.subject_id),
@@ -246,12 +289,12 @@ async def check_books() -> None:
                 ledger.hospital_account(b.hospital_id),
                 -(b.total_fen - b.refunded_insurance_fen - b.refunded_self_pay_fen),
             ),
-            # The bureau's side: fund and personal accounts (refunds come back to the fund).
-            (ledger.INSURANCE_FUND, b.fund_fen - b.refunded_insurance_fen),
-            (ledger.personal_current_account(b.subject_id), b.current_account_fen),
+            # The bureau's side: each payer, less what refunds gave back to it.
+            (ledger.INSURANCE_FUND, b.fund_fen - fund_back),
+            (ledger.personal_current_account(patient_id), b.current_account_fen - current_back),
             (
-                ledger.personal_accumulated_account(b.subject_id),
-                b.self_segment_accumulated_fen + b.copay_accumulated_fen,
+                ledger.personal_accumulated_account(patient_id),
+                b.self_segment_accumulated_fen + b.copay_accumulated_fen - accumulated_back,
             ),
             (ledger.PROVIDER_CLEARING, b.collected_fen - b.paid_out_fen),
         ):

@@ -16,6 +16,7 @@ from app.settings import Settings, SettingsError
 from payments import ledger, tasks
 from payments.bureau import EcToken, InsuranceBureau, SandboxBureau
 from payments.config import PaymentsRuntime
+from payments.insurance import BureauParts
 from payments.models import (
     Bill,
     BureauSettlement,
@@ -265,8 +266,8 @@ class CrashAfterBureau:
         await self.inner.settle(**kw)  # type: ignore[arg-type]
         raise InjectedCrash("injected crash between the bureau's settlement and the booking")
 
-    async def reverse(self, **kw: object) -> None:
-        await self.inner.reverse(**kw)  # type: ignore[arg-type]
+    async def reverse(self, **kw: object) -> BureauParts:
+        return await self.inner.reverse(**kw)  # type: ignore[arg-type]
 
 
 async def test_crash_between_bureau_and_booking_settles_once_after_recovery(
