@@ -502,9 +502,22 @@ async def _entry_facts(
 # -- recording -------------------------------------------------------------------------------
 
 
+# The answer's fields in the order the API documents them (what a person reads first).
+ANSWER_ORDER = (
+    "scan_id", "decision", "reason", "display", "occupancy", "capacity", "direction",
+    "scanned_at", "repeat_of", "credential", "companions", "dependents",
+)  # fmt: skip
+
+
+def _in_order(answer: dict[str, Any]) -> dict[str, Any]:
+    ordered = {name: answer[name] for name in ANSWER_ORDER if name in answer}
+    return {**ordered, **answer}
+
+
 def _answer(rows: Sequence[store.RecordedScan]) -> dict[str, Any]:
     """The holder's answer with one line per companion."""
-    return {**rows[0].response, "companions": [_companion_out(r.response) for r in rows[1:]]}
+    companions = [_companion_out(r.response) for r in rows[1:]]
+    return _in_order({**rows[0].response, "companions": companions})
 
 
 def _companion_out(response: dict[str, Any]) -> dict[str, Any]:
@@ -529,7 +542,7 @@ async def _stored_answer(entry: Entry, digest: str) -> dict[str, Any] | None:
         return None
     found = await Entry.filter(gate_id=entry.gate_id, scan_id__in=_companion_ids(entry.scan_id))
     found.sort(key=lambda e: int(e.scan_id.rsplit(COMPANION_MARK, 1)[1]))
-    return {**response, "companions": [_companion_out(e.response) for e in found]}
+    return _in_order({**response, "companions": [_companion_out(e.response) for e in found]})
 
 
 async def _record(party: store.PartyScan, digest: str) -> dict[str, Any]:
