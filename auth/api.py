@@ -7,6 +7,7 @@ walks the imports and fails on one that reaches past it).
 from __future__ import annotations
 
 from auth import scopes
+from auth.audit import audit_machine_action
 from auth.authz import require
 from auth.clients import ClientCredentials, create_client, rotate_client
 from auth.errors import IdentityRequired
@@ -30,6 +31,7 @@ __all__ = [
     "SubjectId",
     "SubjectProfile",
     "audit_kiosk_action",
+    "audit_machine_action",
     "create_client",
     "dependents_of",
     "guardians_of",

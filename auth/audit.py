@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from auth.models import AuditEvent
+from auth.principal import Principal
 
 
 @dataclass(frozen=True)
@@ -37,3 +38,19 @@ async def audit(
         ip=ip,
         detail=detail or {},
     )
+
+
+async def audit_machine_action(
+    principal: Principal,
+    action: str,
+    *,
+    now: datetime,
+    target: str | None = None,
+    detail: dict[str, str] | None = None,
+) -> None:
+    """Record what a machine client (a gate, a hospital) did to a person, under its own id
+    and tenant: the other domains' entry to the audit trail (ids and outcomes only)."""
+    await audit(
+        action, now=now, actor=principal.id, target=target,
+        detail={"kind": str(principal.kind), "tenant": principal.tenant_id or "", **(detail or {})},
+    )  # fmt: skip

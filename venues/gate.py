@@ -20,7 +20,13 @@ from tortoise.transactions import in_transaction
 from app.context import AppContext
 from app.errors import IdempotencyKeyReused, RateLimited
 from app.idempotency import canonical_hash
-from auth.api import Principal, dependents_of, subject_for_id_number, subject_profile
+from auth.api import (
+    Principal,
+    audit_machine_action,
+    dependents_of,
+    subject_for_id_number,
+    subject_profile,
+)
 from codes.api import Verification, current_status, verify_code
 from venues import policy as pol
 from venues import store
@@ -343,7 +349,15 @@ async def scan(ctx: AppContext, principal: Principal, request: ScanRequest) -> d
             if m.subject_id is not None and request.direction == Direction.OUT
         ],
     )
-    return await _record(party_scan, digest)
+    answer = await _record(party_scan, digest)
+    if request.id_card is not None:
+        # Who was looked up by ID card, where, and the outcome; never the number itself.
+        await audit_machine_action(
+            principal, "id_card_scan", now=now, target=holder.subject_id,
+            detail={"gate": gate.id, "scan_id": request.scan_id, "decision": answer["decision"],
+                    "reason": answer["reason"]},
+        )  # fmt: skip
+    return answer
 
 
 async def _members(

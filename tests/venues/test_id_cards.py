@@ -11,6 +11,7 @@ import httpx
 
 from app.clock import FrozenClock
 from app.context import AppContext
+from auth.models import AuditEvent
 from tests.factories import assert_problem, resident, valid_id_number
 from tests.venues.helpers import Gate, make_gate, make_venue, occupancy, scan_id, set_status
 from venues.gate import ID_CARD_SCANS_PER_MINUTE
@@ -62,6 +63,12 @@ async def test_an_id_card_admits_its_holder_once_per_visit(
     assert {e.subject_id for e in entries} == {person.subject_id}
     for entry in entries:
         assert person.id_number not in str(entry.response) + entry.body_hash
+    # And the security audit trail names the gate, the person and the outcome of each.
+    events = await AuditEvent.filter(action="id_card_scan").order_by("id")
+    assert [(e.actor, e.target) for e in events] == [(gate.client_id, person.subject_id)] * 4
+    assert [e.detail["decision"] for e in events] == ["admit"] * 4
+    assert events[0].detail["gate"] == gate.id and events[0].detail["tenant"] == venue.id
+    assert all(person.id_number not in str(e.detail) for e in events)
 
 
 async def test_an_unknown_number_is_refused_and_reveals_nothing(
