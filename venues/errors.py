@@ -131,3 +131,10 @@ class PairingCodeInvalid(Problem):
     """The pairing code is unknown, already used or expired: ask the operator for a new one."""
 
     status, code, title = 400, "pairing_code_invalid", "Pairing code invalid, used or expired"
+
+
+class ScanContended(Problem):
+    """Concurrent scans kept changing the venue under this one's decision (8 tries): nothing
+    was recorded, and sending the same scan again (same scan_id) is safe."""
+
+    status, code, title = 503, "scan_contended", "Too many concurrent scans, try again"

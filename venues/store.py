@@ -20,6 +20,7 @@ from tortoise.transactions import in_transaction
 
 from app.db import placeholders
 from venues import policy as pol
+from venues.errors import ScanContended
 from venues.models import Admission, Entry, Presence, Reservation, Slot, Venue
 from venues.states import Direction
 
@@ -317,20 +318,19 @@ async def record_party(scan: PartyScan) -> list[RecordedScan] | None:
     is already held (the scan repeats that admission; nothing was written). Raises
     IntegrityError when a concurrent scan took the scan_id or the admission key first."""
     client = Venue._meta.db
-    for attempt in range(1, RACE_TRIES + 1):
+    for _ in range(RACE_TRIES):
         try:
             if client.capabilities.dialect == "postgres":
                 return await _record_party_pg(client, scan)
             return await _record_party_sqlite(scan)
         except ScanRaced:
-            if attempt == RACE_TRIES:
-                raise
+            pass
         except OperationalError as exc:
             # A guarded write disagreed with the snapshot (the cast above), or two of the
             # statement's parts met on one row a concurrent scan changed: roll back, retry.
-            if attempt == RACE_TRIES or not _raced(exc):
+            if not _raced(exc):
                 raise
-    raise AssertionError("unreachable")  # pragma: no cover
+    raise ScanContended()
 
 
 def _raced(exc: Exception) -> bool:
