@@ -79,7 +79,9 @@ async def run_collection(ctx: AppContext, collection: Collection) -> Collection:
             leased_until=ctx.clock.now() + rt.config.resume_after
         )
         return collection
-    return await record_collection(ctx, collection.id, result.succeeded, result.reason)
+    return await record_collection(
+        ctx, collection.id, result.succeeded, result.reason, bill_id=collection.bill_id
+    )
 
 
 async def ask_provider(ctx: AppContext, collection: Collection) -> ProviderResult | None:
@@ -105,14 +107,22 @@ async def ask_provider(ctx: AppContext, collection: Collection) -> ProviderResul
 
 
 async def record_collection(
-    ctx: AppContext, collection_id: str, succeeded: bool, reason: str | None
+    ctx: AppContext,
+    collection_id: str,
+    succeeded: bool,
+    reason: str | None,
+    *,
+    bill_id: str | None = None,
 ) -> Collection:
-    """Book the provider's answer once: whoever records first wins, later callers see it."""
+    """Book the provider's answer once: whoever records first wins, later callers see it.
+    `bill_id` (a collection's bill never changes) spares reading the collection twice."""
     config = ctx.runtime(PaymentsRuntime).config
     now = ctx.clock.now()
     async with in_transaction():
-        first = await Collection.get(id=collection_id)
-        bill = await Bill.filter(id=first.bill_id).select_for_update().get()
+        if bill_id is None:
+            bill_id = (await Collection.get(id=collection_id)).bill_id
+        # The bill's lock first, then the collection read under it (the lock order).
+        bill = await Bill.filter(id=bill_id).select_for_update().get()
         collection = await Collection.get(id=collection_id)
         if collection.status != CollectionStatus.PENDING:
             return collection

@@ -10,6 +10,7 @@ resident account was booked with to the payer's, so the ledger says who owes it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tortoise.expressions import Q
 
@@ -24,6 +25,9 @@ from payments.errors import NotEnrolled, PaymentDeclined, ProviderUnavailable
 from payments.models import Bill, BillLine, CreditAccount, Encounter
 from payments.states import AccountStatus, CollectionStatus, CollectionTrigger
 from payments.store import post_transfer
+
+if TYPE_CHECKING:  # settlement imports encounters, which imports this module
+    from payments.settlement import Booked
 
 
 async def paying_account(subject_id: str) -> CreditAccount | None:
@@ -42,11 +46,10 @@ async def paying_account(subject_id: str) -> CreditAccount | None:
     return chosen[0] if chosen else None
 
 
-async def on_bill_settled(ctx: AppContext, bill: Bill, lines: list[BillLine]) -> None:
+async def on_bill_settled(ctx: AppContext, bill: Bill, booked: Booked) -> None:
     """Inside the settlement's transaction: hand a dependent's bill to the guardian whose
     credit paid for it, then issue the bill's e-invoice (exactly once, with the booking)."""
-    encounter = await Encounter.get(id=bill.encounter_id)
-    payer = await CreditAccount.get(id=encounter.account_id)
+    payer = booked.payer
     if payer.subject_id != bill.subject_id:
         await post_transfer(
             ledger.transfer(
@@ -62,8 +65,7 @@ async def on_bill_settled(ctx: AppContext, bill: Bill, lines: list[BillLine]) ->
         )
         bill.subject_id = payer.subject_id
         await bill.save(update_fields=["subject_id"])
-    ordered = sorted(lines, key=lambda line: line.position)
-    await invoices.issue_for_bill(ctx, bill, booked=(encounter, payer, ordered))
+    await invoices.issue_for_bill(ctx, bill, booked=booked)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -39,6 +39,9 @@ from payments.models import (
     Refund,
 )
 from payments.states import EncounterStatus
+
+if TYPE_CHECKING:
+    from payments.settlement import Booked
 
 VERIFY_PER_MINUTE = 30  # per client address, at the public endpoint
 # 票据代码: 31 (Shanghai) 06 (medical) 01 (outpatient) + the two-digit year of issue. Our own
@@ -84,12 +87,16 @@ def split_of(bill: Bill) -> dict[str, int]:
 
 
 async def _parties(
-    ctx: AppContext, encounter: Encounter, payer: CreditAccount | None = None
+    ctx: AppContext,
+    encounter: Encounter,
+    payer: CreditAccount | None = None,
+    hospital: Hospital | None = None,
 ) -> dict[str, Any]:
     """Hospital, department, the patient and (when another person's credit paid) the payer,
     every person masked."""
     now = ctx.clock.now()
-    hospital = await Hospital.get(id=encounter.hospital_id)
+    if hospital is None:
+        hospital = await Hospital.get(id=encounter.hospital_id)
     if payer is None:
         payer = await CreditAccount.get(id=encounter.account_id)
     patient = await subject_profile(encounter.subject_id, now=now)
@@ -165,20 +172,24 @@ async def issue_for_bill(
     ctx: AppContext,
     bill: Bill,
     *,
-    booked: tuple[Encounter, CreditAccount, list[BillLine]] | None = None,
+    booked: Booked | None = None,
 ) -> Invoice:
     """The bill's (blue) invoice, issued now if it has none. Call it inside the settlement's
-    transaction (passing what the booking already read: encounter, payer, lines), or
-    anywhere after: the unique `issue_key` keeps it to one."""
-    existing = await Invoice.get_or_none(issue_key=f"bill:{bill.id}")
-    if existing is not None:
-        return existing
+    transaction (passing what the booking already read), or anywhere after: the unique
+    `issue_key` keeps it to one."""
+    hospital: Hospital | None = None
     if booked is None:
+        existing = await Invoice.get_or_none(issue_key=f"bill:{bill.id}")
+        if existing is not None:
+            return existing
         encounter = await Encounter.get(id=bill.encounter_id)
         payer = await CreditAccount.get(id=encounter.account_id)
         lines = await BillLine.filter(bill_id=bill.id).order_by("position")
     else:
-        encounter, payer, lines = booked
+        # The booking created the bill in this transaction, so it has no invoice yet (and
+        # the unique issue_key would refuse a second one anyway).
+        encounter, payer, hospital = booked.encounter, booked.payer, booked.hospital
+        lines = sorted(booked.lines, key=lambda line: line.position)
     body = {
         "lines": [
             {
@@ -195,7 +206,7 @@ async def issue_for_bill(
         "total_fen": bill.total_fen,
         "split": split_of(bill),
     }
-    parties = await _parties(ctx, encounter, payer)
+    parties = await _parties(ctx, encounter, payer, hospital)
     return await _store_once(
         ctx,
         f"bill:{bill.id}",

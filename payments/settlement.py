@@ -59,8 +59,19 @@ from payments.store import bill_event, emit, new_id, post_transfer, settlement_e
 # A charge item as billed: its charge, the item, and its amount net of refunds before settlement.
 Billed = tuple[Charge, ChargeItem, int]
 
+
+@dataclass(frozen=True)
+class Booked:
+    """What the booking read and locked, handed to the hooks so they read none of it again."""
+
+    encounter: Encounter
+    payer: CreditAccount  # the account the encounter was on (a guardian's for a dependent)
+    hospital: Hospital
+    lines: list[BillLine]
+
+
 # Called inside the booking transaction, once per settled bill (e.g. the e-invoice).
-SettledHook = Callable[[AppContext, Bill, list[BillLine]], Awaitable[None]]
+SettledHook = Callable[[AppContext, Bill, Booked], Awaitable[None]]
 on_settled: list[SettledHook] = []
 
 # Refusals that are about the token, not the person: read the visit again and retry once.
@@ -94,12 +105,9 @@ async def settle_encounter(
     closed_by: ClosedBy = ClosedBy.HOSPITAL,
 ) -> Bill:
     """Settle the encounter once; 503 `insurance_bureau_unavailable` leaves it to the worker."""
-    found = await find_encounter(hospital_id, encounter_id)
-    if found.status != EncounterStatus.OPEN:
-        return await Bill.get(encounter_id=encounter_id)
     now = ctx.clock.now()
     lease = ctx.runtime(PaymentsRuntime).config.bureau_retry_after
-    begun = await _begin(found, closed_by, now, lease)
+    begun = await _begin(hospital_id, encounter_id, closed_by, now, lease)
     if begun is None:
         return await Bill.get(encounter_id=encounter_id)
     record, encounter, fresh = begun
@@ -107,13 +115,20 @@ async def settle_encounter(
 
 
 async def _begin(
-    found: Encounter, closed_by: ClosedBy, now: datetime, lease: timedelta
+    hospital_id: str, encounter_id: str, closed_by: ClosedBy, now: datetime, lease: timedelta
 ) -> tuple[BureauSettlement, Encounter, bool] | None:
     """Mark the encounter closing (no more charges) and record the pending settlement,
     leased to this caller (the worker leaves it alone until the lease runs out). The flag
-    says whether the record is new (and so already leased to us)."""
+    says whether the record is new (and so already leased to us); None once settled.
+    Another hospital's encounter is 404, read with the lock (one query, not two)."""
     async with in_transaction():
-        encounter = await Encounter.filter(id=found.id).select_for_update().get()
+        encounter = (
+            await Encounter.filter(id=encounter_id, hospital_id=hospital_id)
+            .select_for_update()
+            .first()
+        )
+        if encounter is None:
+            raise NotFound("no such encounter")
         if encounter.status != EncounterStatus.OPEN:
             return None
         if encounter.closed_at is not None:
@@ -246,8 +261,9 @@ async def _book(
         )
         if bill.status == BillStatus.PAID:
             await emit(encounter.hospital_id, "bill.paid", bill_event(bill), now)
+        booked = Booked(encounter, account, visit.hospital, lines)
         for hook in on_settled:
-            await hook(ctx, bill, lines)
+            await hook(ctx, bill, booked)
     return bill, collection
 
 

@@ -17,7 +17,6 @@ from app.context import AppContext
 from payments import settlement, tasks
 from payments.models import (
     Bill,
-    BillLine,
     BureauSettlement,
     CreditAccount,
     Invoice,
@@ -41,7 +40,7 @@ async def test_an_invoice_never_outlives_a_booking_that_rolled_back(
     client: httpx.AsyncClient, ctx: AppContext, clock: FrozenClock
 ) -> None:
     # A hook after the invoice's fails: the bill, the ledger and the invoice go together.
-    async def crash(ctx: AppContext, bill: Bill, lines: list[BillLine]) -> None:
+    async def crash(ctx: AppContext, bill: Bill, booked: settlement.Booked) -> None:
         raise InjectedCrash("injected crash inside the booking, after the invoice")
 
     where = await hospital(client, ctx)
