@@ -127,7 +127,7 @@ def test_desk_from_scan_to_settled_bill_refund_and_statement(
     keep_for_docs(shot(page, folder, "desk-login"), "desk-login.png")
 
     # The keyboard wedge: the scanner types the code and Enter into the focused field.
-    page.select_option("[name=department]", "外科")
+    page.select_option("[name=department]", label="外科")
     page.keyboard.type(code_of(server, resident))
     page.keyboard.press("Enter")
     page.wait_for_selector("[data-testid=encounter] [data-testid=patient]")
@@ -206,7 +206,8 @@ def test_desk_from_scan_to_settled_bill_refund_and_statement(
     page.click("header button:has-text('English')")
     page.wait_for_selector("text=Today's encounters")
     # A new line makes the quote stale; the English quote names the patient's charge.
-    page.select_option("[name=department]", "Surgery")
+    # The department chosen before the switch is still chosen (surgery, now in English).
+    assert page.input_value("[name=department]") == "surgery"
     page.fill("[data-testid=scan]", code_of(server, enrolled_resident(server)))
     page.press("[data-testid=scan]", "Enter")
     page.wait_for_selector("[data-testid=charge-form]")

@@ -230,7 +230,8 @@ function scanView() {
     event.preventDefault();
     const code = event.target.value.trim();
     if (!code) return;
-    const department = root.querySelector("select[name=department]").value;
+    // The option's value is the department's key, so the choice survives a language switch.
+    const department = t(`dept.${root.querySelector("select[name=department]").value}`);
     event.target.value = "";
     openEncounter(code, department);
   };
@@ -241,7 +242,7 @@ function scanView() {
     h(
       "div",
       { class: "row" },
-      h("label", {}, t("scan.department"), h("select", { name: "department", onchange: () => root.querySelector("[name=code]")?.focus() }, DEPARTMENTS.map((d) => h("option", { value: t(`dept.${d}`) }, t(`dept.${d}`))))),
+      h("label", {}, t("scan.department"), h("select", { name: "department", onchange: () => root.querySelector("[name=code]")?.focus() }, DEPARTMENTS.map((d) => h("option", { value: d }, t(`dept.${d}`))))),
       h("label", {}, t("scan.code"), h("input", { name: "code", autocomplete: "off", placeholder: t("scan.placeholder"), onkeydown: onKey, disabled: busy.has("open"), "data-testid": "scan" })),
     ),
     problemOf("scan"),
