@@ -523,9 +523,19 @@ ANSWER_ORDER = (
 )  # fmt: skip
 
 
+DISPLAY_ORDER = ("masked_name", "status")
+
+
+def _ordered(fields: dict[str, Any], order: Sequence[str]) -> dict[str, Any]:
+    # Stored answers come back from PostgreSQL's jsonb with their keys re-sorted.
+    return {**{name: fields[name] for name in order if name in fields}, **fields}
+
+
 def _in_order(answer: dict[str, Any]) -> dict[str, Any]:
-    ordered = {name: answer[name] for name in ANSWER_ORDER if name in answer}
-    return {**ordered, **answer}
+    ordered = _ordered(answer, ANSWER_ORDER)
+    if isinstance(ordered.get("display"), dict):
+        ordered["display"] = _ordered(ordered["display"], DISPLAY_ORDER)
+    return ordered
 
 
 def _answer(rows: Sequence[store.RecordedScan]) -> dict[str, Any]:
@@ -540,7 +550,7 @@ def _companion_out(response: dict[str, Any]) -> dict[str, Any]:
         "dependent_ref": response.get("dependent_ref", ""),
         "decision": response["decision"],
         "reason": response["reason"],
-        "display": response["display"],
+        "display": _ordered(response["display"], DISPLAY_ORDER),
         "repeat_of": response.get("repeat_of"),
     }
 

@@ -193,10 +193,11 @@ def _absent_by_default(schema: dict[str, Any]) -> None:
 
 class ScanIn(_In):
     scan_id: t.LongId
-    code: str | SkipJsonSchema[None] = Field(
+    # The limits sit on the string itself: on the union, pydantic would apply them to null.
+    code: (
+        Annotated[str, StringConstraints(min_length=1, max_length=1024)] | SkipJsonSchema[None]
+    ) = Field(
         default=None,
-        min_length=1,
-        max_length=1024,
         description="The scanned code (identity or printed); exactly one of code or id_card",
         json_schema_extra=_absent_by_default,
     )

@@ -150,6 +150,9 @@ async def test_a_scan_names_exactly_one_of_code_and_id_card(
         {"direction": "in", "id_card": number[:17]},
         {"direction": "in", "id_card": number + "1"},
         {"direction": "in", "id_card": "31010119900517123Y"},
+        {"direction": "in", "code": None},
+        {"direction": "in", "code": None, "id_card": None},
+        {"direction": "in", "code": "", "companions": None},
     ):
         sent = await client.post(
             "/v1/gates/scan", json={"scan_id": scan_id(), **body}, headers=gate.headers
