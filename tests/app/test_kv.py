@@ -15,7 +15,15 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from app.errors import DependencyUnavailable
-from app.kv import AtomicScript, EmbeddedStore, Keyspace, KeyValueStore, LocalView, create_store
+from app.kv import (
+    AtomicScript,
+    EmbeddedStore,
+    Keyspace,
+    KeyValueStore,
+    LocalView,
+    RedisStore,
+    create_store,
+)
 from tests.conftest import TEST_REDIS_CLUSTER_URL, TEST_REDIS_URL, flush_cluster, free_port
 
 # Short real TTLs: long enough that a busy machine does not expire a key before the
@@ -389,3 +397,44 @@ async def test_unreachable_redis_is_dependency_unavailable_at_once(cluster: bool
         await kv.close()
     # Not the cluster client's own ten retries with backoff: each call fails at once.
     assert time.monotonic() - started < 1.0
+
+
+# -- the Redis connection pool: past its cap callers wait their turn, then give up --------
+
+
+def _small_store(max_connections: int, timeout_s: float) -> RedisStore:
+    # The pool is Redis's alone: these run on the machine's Redis with either backend.
+    url = TEST_REDIS_URL or "redis://127.0.0.1:6379/0"
+    keys = Keyspace(f"pool{uuid.uuid4().hex[:8]}")
+    return RedisStore(url, keys, timeout_s=timeout_s, max_connections=max_connections)
+
+
+async def test_a_burst_past_the_pool_cap_waits_its_turn_and_all_succeed() -> None:
+    store = _small_store(max_connections=2, timeout_s=2.0)
+    try:
+        await store.set(store.keys.key("t", "k"), b"v")
+        got = await asyncio.gather(*(store.get(store.keys.key("t", "k")) for _ in range(200)))
+        assert got == [b"v"] * 200
+        pool = store.client.connection_pool
+        assert len(pool._available_connections) + len(pool._in_use_connections) <= 2
+    finally:
+        await store.close()
+
+
+async def test_no_free_connection_in_time_is_an_outage_and_a_release_wakes_a_waiter() -> None:
+    store = _small_store(max_connections=1, timeout_s=0.3)
+    pool = store.client.connection_pool
+    key = store.keys.key("t", "k")
+    try:
+        held = await pool.get_connection()  # the only connection, taken by someone else
+        started = time.monotonic()
+        with pytest.raises(DependencyUnavailable):
+            await store.get(key)
+        assert 0.25 < time.monotonic() - started < 2
+        waiting = asyncio.create_task(store.get(key))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        await pool.release(held)
+        assert await asyncio.wait_for(waiting, 1) is None
+    finally:
+        await store.close()
