@@ -49,10 +49,20 @@ class BoundedAsyncpgClient(AsyncpgDBClient):
         self.acquire_timeout = acquire_timeout
 
     async def create_pool(self, **kwargs: Any) -> Any:
-        pool = await super().create_pool(**kwargs)
+        pool = await super().create_pool(reset=keep_session, **kwargs)
         if self.acquire_timeout is None:
             return pool
         return _BoundedPool(pool, self.acquire_timeout)
+
+
+async def keep_session(connection: asyncpg.Connection) -> None:
+    """What a connection goes through on its way back to the pool, beyond asyncpg's own
+    cleanup (which rolls back an open transaction and drops listeners).
+
+    asyncpg's default also sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL;`: a second round trip for every statement run outside a transaction, to
+    undo session state this app never makes (no advisory locks, cursors held open, LISTEN
+    or SET; the statement timeout is a connection setting, kept by design)."""
 
 
 class _BoundedPool:

@@ -37,6 +37,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.clock import SystemClock
+from app.db import keep_session
 from app.keyring import Keys
 from app.routes import HEALTHY_BODY
 from codes import codec
@@ -108,7 +109,8 @@ class Baseline:
         self.redis = aioredis.Redis.from_url(os.environ["REDIS_URL"], max_connections=512)
         self.replay = self.redis.register_script(_REPLAY_LUA)
         dsn = os.environ["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
-        self.db = await asyncpg.create_pool(dsn, min_size=1, max_size=10)
+        # The pool reset suishen uses (`app.db.keep_session`): one round trip per statement.
+        self.db = await asyncpg.create_pool(dsn, min_size=1, max_size=10, reset=keep_session)
         async with self.db.acquire() as conn:
             await conn.execute(_SCHEMA)
 

@@ -405,6 +405,28 @@ async def test_statement_timeout_is_set_on_every_connection(app: Any) -> None:
     assert rows[0]["statement_timeout"] == "5s"
 
 
+@pytest.mark.real_only
+async def test_a_pooled_connection_comes_back_clean_with_one_round_trip_per_statement(
+    app: Any,
+) -> None:
+    pool = app.state.db.db("default")._pool
+    sent: list[str] = []
+    async with pool.acquire() as connection:
+        raw = connection._con
+        raw.add_query_logger(lambda record: sent.append(record.query))
+        await connection.execute("CREATE TEMP TABLE IF NOT EXISTS pool_probe (n int)")
+        await connection.execute("BEGIN")
+        await connection.execute("INSERT INTO pool_probe VALUES (1)")
+        # Given back with its transaction open (a request cancelled mid-way).
+    async with pool.acquire() as again:
+        assert again._con is raw  # the pool's one idle connection
+        assert not again.is_in_transaction()
+        assert await again.fetchval("SELECT count(*) FROM pool_probe") == 0
+    # Rolled back on the way back, and no RESET ALL round trip after any statement.
+    assert [q for q in sent if "RESET" in q or "UNLISTEN" in q] == []
+    assert "ROLLBACK" in sent
+
+
 # -- a crash mid-request -------------------------------------------------------------------
 
 
