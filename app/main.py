@@ -12,9 +12,11 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from app import routes as system_routes
 from app.clock import Clock, SystemClock
@@ -124,6 +126,23 @@ def _lifespan(
     return lifespan
 
 
+class SuishenApp(Starlette):
+    """Starlette without its outermost ServerErrorMiddleware: PlatformMiddleware, the
+    first layer, already turns an unhandled exception into a problem+json 500 with the
+    request id (and logs it), so that layer would only add a frame to every request."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        handlers = {
+            key: value
+            for key, value in self.exception_handlers.items()
+            if key not in (500, Exception)
+        }
+        app: ASGIApp = ExceptionMiddleware(self.router, handlers=handlers, debug=self.debug)
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
 def create_app(
     settings: Settings,
     *,
@@ -140,7 +159,7 @@ def create_app(
         Problem: _problem_handler,
         HTTPException: _http_exception_handler,
     }
-    app = Starlette(
+    app = SuishenApp(
         routes=route_table,
         middleware=[
             Middleware(
