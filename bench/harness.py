@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -112,6 +113,9 @@ class Server:
         self.cwd = REPO
         # The cores it runs on (`taskset -c`); wrk keeps WRK_CPU.
         self.cpus = str(SERVER_CPU)
+        # Counters read before and after each wrk run against it (`WrkResult.probed`),
+        # e.g. {"postgres": lambda: cpu_seconds_of(pids_named("postgres"))}.
+        self.probes: dict[str, Callable[[], float]] = {}
 
     @property
     def base_url(self) -> str:
@@ -243,7 +247,7 @@ class Server:
         processes) and its reaped children so far."""
         if self.process is None:
             raise BenchError(f"{self.name} server is not running")
-        return sum(_cpu_ticks(pid) for pid in _tree(self.process.pid)) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds_of(_tree(self.process.pid))
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -262,14 +266,57 @@ class Server:
         self.cleanup()
 
 
-def _cpu_ticks(pid: int) -> int:
+def _cpu_ticks(pid: int, reaped: bool = True) -> int:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0  # exited between listing and reading
     fields = stat.rsplit(")", 1)[1].split()
     # utime, stime, cutime, cstime are fields 14-17 of stat(5); [0] here is field 3.
-    return sum(int(f) for f in fields[11:15])
+    return sum(int(f) for f in fields[11 : 15 if reaped else 13])
+
+
+def cpu_seconds_of(pids: Sequence[int], *, reaped: bool = True) -> float:
+    """User + system CPU time of these processes and (with `reaped`) of their children
+    that have exited so far."""
+    return sum(_cpu_ticks(pid, reaped) for pid in pids) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(name: str) -> dict[int, str]:
+    """Every process whose command name (`/proc/<pid>/comm`) is `name`, with its title
+    (command line), e.g. `postgres`: its backends keep that name under titles such as
+    `postgres: 15/main: postgres test_bench 127.0.0.1(39040) idle`."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == name:
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found[int(entry.name)] = title.strip()
+        except OSError:
+            continue  # exited between listing and reading
+    return found
+
+
+def reaped_children_cpu_seconds() -> float:
+    """User + system CPU time of this process's children that have exited and been
+    waited for (over one `run_wrk`: that wrk run's)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_cpu_seconds() -> dict[str, float]:
+    """CPU time of the whole machine since boot, summed over its cores (`/proc/stat`):
+    `busy` (user, nice, system, irq, softirq), `idle` (idle, iowait) and `steal` (taken
+    by the hypervisor)."""
+    user, nice, system, idle, iowait, irq, softirq, steal = (
+        int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    tick = os.sysconf("SC_CLK_TCK")
+    return {
+        "busy": (user + nice + system + irq + softirq) / tick,
+        "idle": (idle + iowait) / tick,
+        "steal": steal / tick,
+    }
 
 
 def _tree(pid: int) -> list[int]:
@@ -378,6 +425,8 @@ class WrkResult:
     # Server CPU time per request (user + system), when `run_wrk` was given the server:
     # unlike requests/s it barely moves when other processes share the machine.
     cpu_us: float | None = None
+    # How much each of the server's `probes` grew over the measured run.
+    probed: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -521,7 +570,9 @@ def run_wrk(
 ) -> WrkResult:
     """Drive `url` with wrk pinned to `WRK_CPU`. Either `method`/`headers`/`body` (the same
     request every time) or a `lua_script` (e.g. `lua_cycle(...)`); scripts must not
-    define `done`, which the harness uses to read exact figures."""
+    define `done`, which the harness uses to read exact figures. With `server`, its CPU
+    time and its `probes` are read just before and after the measured run."""
+    probes = server.probes if server is not None else {}
     wrk = ensure_wrk()
     script = lua_script if lua_script is not None else lua_static(method, headers, body)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
@@ -531,7 +582,9 @@ def run_wrk(
         if warmup_s > 0:
             _wrk(wrk, url, script_path, warmup_s, connections, threads, timeout_s)
         cpu_before = server.cpu_seconds() if server is not None else None
+        probed_before = {name: probe() for name, probe in probes.items()}
         out = _wrk(wrk, url, script_path, duration_s, connections, threads, timeout_s)
+        probed = {name: probe() - probed_before[name] for name, probe in probes.items()}
         cpu_after = server.cpu_seconds() if server is not None else None
     finally:
         os.unlink(script_path)
@@ -551,6 +604,7 @@ def run_wrk(
                 errors=int(sock) + int(timeouts),
                 duration_s=duration,
                 cpu_us=cpu_us,
+                probed=probed,
             )
     raise BenchError(f"wrk printed no result:\n{out}")
 
