@@ -115,7 +115,8 @@ def verdict(one: WrkResult, two: WrkResult) -> list[str]:
         f"{c1['total']:,.0f} us) = {allowed1:,.0f} scans/s (measured {one.rps:,.0f})",
         f"2 workers <= {CORES} cores / total {c2['total']:,.0f} us = {allowed2:,.0f} scans/s "
         f"(measured {two.rps:,.0f}; machine {idle:.0%} idle: "
-        + ("both cores saturated)" if idle < SATURATED_IDLE else "NOT saturated)"),
+        + ("both cores saturated" if idle < SATURATED_IDLE else "NOT saturated")
+        + f", {1 - c2['total'] / c2['busy']:.0%} of the busy time outside these four)",
         f"ceiling ratio {allowed2:,.0f} / {allowed1:,.0f} = {ceiling:.2f} (over the measured "
         f"1 worker's {one.rps:,.0f}: {allowed2 / one.rps:.2f}; had a scan cost 2 workers what "
         f"it cost 1: {CORES * 1e6 / c1['total'] / allowed1:.2f}); measured {ratio:.2f}",
