@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,6 +39,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from app.errors import DependencyUnavailable
 
 Value = bytes | str | int
+log = logging.getLogger("suishen.kv")
 
 
 class Keyspace:
@@ -109,6 +111,16 @@ class KeyValueStore(Protocol):
     ) -> WindowResult: ...
     async def ping(self) -> None: ...
     async def close(self) -> None: ...
+    async def publish(self, channel: str, message: Value) -> None:
+        """Send `message` to every process following `channel` now (none: dropped). It may
+        arrive twice (a publish on a broken connection is sent again)."""
+
+    async def follow(
+        self, channel: str, on_message: Callable[[bytes], None], on_live: Callable[[bool], None]
+    ) -> None:
+        """Hand each message published on `channel` to `on_message`, until cancelled.
+        `on_live(True)` once the subscription is confirmed (again), `on_live(False)` as
+        soon as it is lost: what was published in between never arrives."""
 
 
 def _b(value: Value) -> bytes:
@@ -185,7 +197,10 @@ class _FreshConnectionPool(aioredis.ConnectionPool):
         try:
             if _is_dead(connection):
                 await connection.disconnect()
-            await self.ensure_connection(connection)
+            # A connected, clean connection is ready as it is; redis-py's connect() on it
+            # still costs a retry wrapper and two coroutines per command.
+            if not connection.is_connected or await connection.can_read():
+                await self.ensure_connection(connection)  # connects, or replaces a dirty one
         except BaseException:
             await self.release(connection)
             raise
@@ -386,6 +401,95 @@ class RedisStore:
     async def close(self) -> None:
         await self._client.aclose()
 
+    async def publish(self, channel: str, message: Value) -> None:
+        # On a cluster, a classic PUBLISH reaches the subscribers of every node.
+        await self._call(self._client.publish, channel, _b(message), safe=True)
+
+    async def follow(
+        self, channel: str, on_message: Callable[[bytes], None], on_live: Callable[[bool], None]
+    ) -> None:
+        """See `KeyValueStore.follow`. The subscription has a connection of its own, tried
+        again after a pause that grows while it fails (on a cluster, on the next node)."""
+        attempt = failures = 0
+        while True:
+            subscribed = False
+            try:
+                if self._prepare is not None:
+                    await self._prepare()
+                subscriber = aioredis.Redis.from_pool(self._subscriber_pool(attempt))
+                try:
+                    pubsub = subscriber.pubsub()
+                    await pubsub.subscribe(channel)
+                    _honour_cancel()
+                    async for message in _messages(pubsub):
+                        if message["type"] == "subscribe":
+                            subscribed = True
+                            on_live(True)
+                        elif message["type"] == "message":
+                            on_message(message["data"])
+                finally:
+                    await subscriber.aclose()
+            except Exception as exc:  # any failure: go without, and subscribe again
+                log.warning("subscription to %s lost: %r", channel, exc)
+            finally:
+                on_live(False)
+            attempt += 1
+            failures = 0 if subscribed else failures + 1
+            await asyncio.sleep(min(_FOLLOW_RETRY_MAX_S, _FOLLOW_RETRY_S * 2**failures))
+
+    def _subscriber_pool(self, attempt: int) -> aioredis.ConnectionPool:
+        """A pool for one subscriber connection: to the Redis the store uses, or to one of
+        the cluster's nodes (any node hears every PUBLISH), with the store's settings."""
+        if isinstance(self._client, RedisCluster):
+            nodes = self._client.get_nodes()
+            node = nodes[attempt % len(nodes)]
+            connection_class, kwargs = node.connection_class, node.connection_kwargs
+        else:
+            pool = self._client.connection_pool
+            connection_class, kwargs = pool.connection_class, pool.connection_kwargs
+        options = {k: v for k, v in kwargs.items() if k not in _NOT_FOR_SUBSCRIBER}
+        # No retries: a broken connection must end the subscription here, where it is
+        # noticed, not be reconnected silently under it with its messages lost.
+        return aioredis.ConnectionPool(
+            connection_class=connection_class, retry=Retry(NoBackoff(), 0), **options
+        )
+
+
+# A subscriber checks its connection itself (`_messages`), and the maintenance handler
+# belongs to the pool it was made for.
+_NOT_FOR_SUBSCRIBER = frozenset({"health_check_interval", "maint_notifications_pool_handler"})
+_FOLLOW_PING_S = 5.0
+_FOLLOW_RETRY_S = 0.05
+_FOLLOW_RETRY_MAX_S = 2.0
+
+
+async def _messages(pubsub: Any) -> AsyncIterator[dict[str, Any]]:
+    """A subscription's messages (confirmations included). Silent for `_FOLLOW_PING_S`, it
+    sends a PING; no answer by the next interval means the connection is dead, even with
+    no sign of it (a network that drops packets never resets the connection)."""
+    pinged = False
+    while True:
+        message = await pubsub.get_message(timeout=_FOLLOW_PING_S)
+        _honour_cancel()
+        if message is not None:
+            pinged = False
+            yield message
+        elif pinged:
+            raise RedisConnectionError("the subscription stopped answering PING")
+        else:
+            await pubsub.ping()
+            _honour_cancel()
+            pinged = True
+
+
+def _honour_cancel() -> None:
+    """Raise CancelledError if the task was cancelled. On Python 3.11, redis-py's writes
+    (`asyncio.wait_for`) swallow a cancellation that arrives as the write completes; the
+    request stays counted on the task, and a follower must not outlive its app for it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
 
 @dataclass
 class _Entry:
@@ -406,6 +510,7 @@ class EmbeddedStore:
         self.keys = keys
         self._data: dict[str, _Entry] = {}
         self._ops = 0
+        self._followers: dict[str, list[Callable[[bytes], None]]] = {}
 
     @staticmethod
     def _now_ms() -> int:
@@ -533,6 +638,23 @@ class EmbeddedStore:
 
     async def close(self) -> None:
         self._data.clear()
+
+    async def publish(self, channel: str, message: Value) -> None:
+        for deliver in list(self._followers.get(channel, ())):
+            deliver(_b(message))
+
+    async def follow(
+        self, channel: str, on_message: Callable[[bytes], None], on_live: Callable[[bool], None]
+    ) -> None:
+        # One process: the subscription is live from the start and cannot be lost.
+        followers = self._followers.setdefault(channel, [])
+        followers.append(on_message)
+        on_live(True)
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            followers.remove(on_message)
+            on_live(False)
 
 
 class _EmbeddedView:
