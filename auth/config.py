@@ -1,9 +1,15 @@
 """The auth domain's configuration (limits read from SUISHEN_* settings) and its runtime:
-the config plus the long-lived objects, built once in `wiring.startup`."""
+the config plus the long-lived objects (the revocation marks' cache among them), built
+once in `wiring.startup`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from app.context import AppContext
@@ -60,6 +66,78 @@ class AuthConfig:
         return ip if ip is not None and ip not in self.rate_limit_exempt_ips else None
 
 
+# How long a process keeps a revocation mark it read (or found absent). What keeps the
+# cache right is the invalidation every writer publishes, not this bound; the bound
+# limits what a message lost while the subscription still looked healthy could cost
+# (a revoked token accepted a few seconds more) and the memory kept (the tokens seen in
+# the last few seconds). A few seconds still spare the read for a gate scanning codes
+# every second and an app refreshing its code.
+MARK_CACHE_S = 5.0
+
+
+class MarkCache:
+    """Revocation marks this process read lately, keyed by their key-value key; the
+    value is the mark, b"" for none (a mark is never empty).
+
+    Used only while the invalidation subscription is `live`: every change to the
+    subscription (confirmed, lost) forgets everything, since messages may have been
+    missed in between. `epoch` moves with every invalidation, so a read that began
+    before one does not keep what it found."""
+
+    def __init__(
+        self, ttl_s: float = MARK_CACHE_S, now: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl_s = ttl_s
+        self._now = now
+        # Kept in insertion order, which is expiry order: the sweep stops at the first
+        # entry still valid.
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self.live = False
+        self.epoch = 0
+        self.subscriptions = 0  # times the subscription was confirmed
+
+    def cached(self, key: str) -> bytes | None:
+        """The mark kept for `key` (b"" for none), or None when nothing is kept."""
+        if not self.live:
+            return None
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        if found[0] <= self._now():
+            del self._entries[key]
+            return None
+        return found[1]
+
+    def keep(self, key: str, mark: bytes | None, epoch: int) -> None:
+        """Keep what a read that began at `epoch` found, unless anything was invalidated
+        since (or the subscription is down)."""
+        if not self.live or epoch != self.epoch:
+            return
+        now = self._now()
+        self._entries[key] = (now + self.ttl_s, mark or b"")
+        self._entries.move_to_end(key)
+        while self._entries:
+            first = next(iter(self._entries.values()))
+            if first[0] > now:
+                break
+            self._entries.popitem(last=False)
+
+    def drop(self, key: str) -> None:
+        """`key`'s mark changed: forget it, and whatever a read under way finds."""
+        self.epoch += 1
+        self._entries.pop(key, None)
+
+    def set_live(self, live: bool) -> None:
+        self.epoch += 1
+        self._entries.clear()
+        self.live = live
+        if live:
+            self.subscriptions += 1
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 @dataclass
 class AuthRuntime:
     """What the auth domain keeps for the life of the app (`ctx.runtime(AuthRuntime)`)."""
@@ -69,6 +147,9 @@ class AuthRuntime:
     otp_key: bytes
     config: AuthConfig
     verifier: tokens.Verifier
+    marks: MarkCache = field(default_factory=MarkCache)
+    # The task that keeps `marks` invalidated (`store.follow_marks`), until `close`.
+    marks_follower: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, ctx: AppContext) -> AuthRuntime:
@@ -91,3 +172,10 @@ class AuthRuntime:
                 audience=settings.token_audience,
             ),
         )
+
+    async def close(self) -> None:
+        if self.marks_follower is not None:
+            self.marks_follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.marks_follower
+            self.marks_follower = None

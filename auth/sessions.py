@@ -143,9 +143,7 @@ async def authenticate(ctx: AppContext, token: str) -> Principal:
         raise _rejected(exc.reason) from None
     principal = verified.principal
     if principal.is_resident:
-        if principal.family_id is None or await ctx.kv.get(
-            store.family_key(ctx, principal.family_id)
-        ):
+        if principal.family_id is None or await store.family_revoked(ctx, principal.family_id):
             raise _rejected("revoked")
         if principal.kiosk_id is not None:
             await _kiosk_still_trusted(ctx, principal, verified.generation)
@@ -156,8 +154,7 @@ async def authenticate(ctx: AppContext, token: str) -> Principal:
                 raise _rejected("revoked")
             principal = replace(principal, subject_id=account.subject_id)
         return principal
-    mark = await ctx.kv.get(store.client_state_key(ctx, principal.id))
-    if mark is not None and store.client_mark_revokes(mark, verified.generation):
+    if await store.client_revoked(ctx, principal.id, verified.generation):
         raise _rejected("revoked")
     return principal
 
@@ -168,8 +165,7 @@ async def _kiosk_still_trusted(
     """A token a kiosk holds for a resident dies with the kiosk too (disabled or rotated),
     and every request made with it is audited under the kiosk's id."""
     assert principal.kiosk_id is not None
-    mark = await ctx.kv.get(store.client_state_key(ctx, principal.kiosk_id))
-    if mark is not None and store.client_mark_revokes(mark, generation):
+    if await store.client_revoked(ctx, principal.kiosk_id, generation):
         raise _rejected("revoked")
     await audit(
         "kiosk_request", now=ctx.clock.now(), actor=principal.kiosk_id, target=principal.id,

@@ -4,6 +4,7 @@ forms rows are stored under."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import secrets
@@ -13,8 +14,9 @@ from typing import Any
 
 from app.context import AppContext
 from app.db import placeholders
-from app.kv import AtomicScript, LocalView
+from app.kv import AtomicScript, LocalView, Value
 from auth import tokens
+from auth.config import AuthRuntime
 from auth.models import Account
 from auth.states import ClientStatus
 
@@ -95,7 +97,11 @@ OTP_CHECK = AtomicScript("auth_otp_check", _OTP_CHECK_LUA, _otp_check_local)
 
 
 # -- revocation marks ------------------------------------------------------------------
-# Bearer authentication reads one of these per request instead of the database.
+# Bearer authentication reads one of these per request instead of the database, and
+# each process keeps what it read for a few seconds (`AuthRuntime.marks`): a writer
+# forgets the mark in its own process at once and announces the change on
+# `marks_channel`, which every process follows (`follow_marks`). While that
+# subscription is down, nothing is kept and every request reads the store.
 
 
 def revocation_ttl_ms() -> int:
@@ -107,23 +113,38 @@ def family_key(ctx: AppContext, family_id: str) -> str:
     return ctx.kv.keys.key("auth", "revoked-family", family_id)
 
 
-async def mark_family_revoked(ctx: AppContext, family_id: str) -> None:
-    await ctx.kv.set(family_key(ctx, family_id), b"1", ttl_ms=revocation_ttl_ms())
-
-
 def client_state_key(ctx: AppContext, client_id: str) -> str:
     return ctx.kv.keys.key("auth", "client-state", client_id)
 
 
+def marks_channel(ctx: AppContext) -> str:
+    """Where a changed mark's key is published, for every process to forget it."""
+    return ctx.kv.keys.key("auth", "mark-changed")
+
+
+async def family_revoked(ctx: AppContext, family_id: str) -> bool:
+    """Whether the login family was logged out or revoked."""
+    return await _read_mark(ctx, family_key(ctx, family_id)) is not None
+
+
+async def client_revoked(ctx: AppContext, client_id: str, generation: int | None) -> bool:
+    """Whether the client's mark (disabled, or a later secret generation) revokes its
+    tokens of `generation`."""
+    mark = await _read_mark(ctx, client_state_key(ctx, client_id))
+    return mark is not None and client_mark_revokes(mark, generation)
+
+
+async def mark_family_revoked(ctx: AppContext, family_id: str) -> None:
+    await _write_mark(ctx, family_key(ctx, family_id), b"1")
+
+
 async def mark_client_disabled(ctx: AppContext, client_id: str) -> None:
-    await ctx.kv.set(
-        client_state_key(ctx, client_id), ClientStatus.DISABLED.value, revocation_ttl_ms()
-    )
+    await _write_mark(ctx, client_state_key(ctx, client_id), ClientStatus.DISABLED.value)
 
 
 async def mark_client_generation(ctx: AppContext, client_id: str, generation: int) -> None:
     """Tokens of a lower secret generation than this no longer authenticate."""
-    await ctx.kv.set(client_state_key(ctx, client_id), f"gen:{generation}", revocation_ttl_ms())
+    await _write_mark(ctx, client_state_key(ctx, client_id), f"gen:{generation}")
 
 
 def client_mark_revokes(mark: bytes, generation: int | None) -> bool:
@@ -132,6 +153,33 @@ def client_mark_revokes(mark: bytes, generation: int | None) -> bool:
     text = mark.decode()
     return text == ClientStatus.DISABLED or (
         text.startswith("gen:") and (generation or 0) < int(text[4:])
+    )
+
+
+async def _read_mark(ctx: AppContext, key: str) -> bytes | None:
+    marks = ctx.runtime(AuthRuntime).marks
+    kept = marks.cached(key)
+    if kept is not None:
+        return kept or None
+    epoch = marks.epoch
+    mark = await ctx.kv.get(key)
+    marks.keep(key, mark, epoch)
+    return mark
+
+
+async def _write_mark(ctx: AppContext, key: str, mark: Value) -> None:
+    await ctx.kv.set(key, mark, revocation_ttl_ms())
+    # Effective at once in this process, and in the others when the message arrives.
+    ctx.runtime(AuthRuntime).marks.drop(key)
+    await ctx.kv.publish(marks_channel(ctx), key)
+
+
+def follow_marks(ctx: AppContext) -> asyncio.Task[None]:
+    """Start keeping this process's cache of marks invalidated (stopped by cancelling)."""
+    marks = ctx.runtime(AuthRuntime).marks
+    return asyncio.create_task(
+        ctx.kv.follow(marks_channel(ctx), lambda key: marks.drop(key.decode()), marks.set_live),
+        name="auth-marks",
     )
 
 

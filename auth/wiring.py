@@ -6,6 +6,7 @@ from typing import Any
 
 from app.context import AppContext
 from app.domain import Command, Domain
+from auth import store
 from auth.clients import create_client
 from auth.commands import add_client_arguments, run_clients
 from auth.config import AuthRuntime
@@ -13,7 +14,13 @@ from auth.routes import routes
 
 
 async def startup(ctx: AppContext) -> None:
-    ctx.provide(AuthRuntime.build(ctx))
+    runtime = AuthRuntime.build(ctx)
+    ctx.provide(runtime)
+    runtime.marks_follower = store.follow_marks(ctx)
+
+
+async def shutdown(ctx: AppContext) -> None:
+    await ctx.runtime(AuthRuntime).close()
 
 
 async def seed_demo(ctx: AppContext, existing: dict[str, Any]) -> dict[str, Any]:
@@ -29,6 +36,7 @@ DOMAIN = Domain(
     name="auth",
     routes=routes,
     startup=startup,
+    shutdown=shutdown,
     seed_demo=seed_demo,
     commands=(
         Command(
