@@ -231,6 +231,21 @@ async def test_tokens_in_use_are_refused_on_the_next_request_after_their_revocat
             await authenticate(ctx, target.token)
 
 
+async def test_the_writer_forgets_the_mark_without_waiting_for_its_own_message(
+    client: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    someone = await resident(client, ctx)
+    family = await family_key_of(ctx, someone)
+    runtime = ctx.runtime(AuthRuntime)
+    await runtime.close()  # no message arrives from here on ...
+    runtime.marks.set_live(True)  # ... though the cache is used as if they did
+    assert (await client.get("/v1/residents/me", headers=someone.headers)).status_code == 200
+    assert runtime.marks.cached(family) == b""
+    assert (await client.post("/v1/auth/logout", headers=someone.headers)).status_code == 200
+    assert_problem(await client.get("/v1/residents/me", headers=someone.headers), 401,
+                   "unauthorized")  # fmt: skip
+
+
 # -- across processes ----------------------------------------------------------------
 
 
@@ -341,12 +356,15 @@ async def test_after_the_subscription_is_lost_a_revocation_made_meanwhile_is_hon
     assert await kill_subscribers(backend) >= 1
     await eventually(lambda: not marks.live or marks.subscriptions > 1)
     # Revoked meanwhile with its announcement lost (written straight into Redis, never
-    # published): the cache kept from before the loss must not answer for it.
+    # published): what the cache held from before the loss must not answer for it,
+    # neither while the subscription is down nor once it is back.
     await ctx.kv.set(family, b"1", store.revocation_ttl_ms())
-    response = await client.get("/v1/residents/me", headers=someone.headers)
-    assert_problem(response, 401, "unauthorized")
-    # Subscribed again within the retry pause, and caching once more.
+    assert_problem(await client.get("/v1/residents/me", headers=someone.headers), 401,
+                   "unauthorized")  # fmt: skip
     await eventually(lambda: marks.live and marks.subscriptions == 2)
+    assert_problem(await client.get("/v1/residents/me", headers=someone.headers), 401,
+                   "unauthorized")  # fmt: skip
+    # Subscribed again within the retry pause, and caching once more.
     other = await resident(client, ctx)
     assert (await client.get("/v1/residents/me", headers=other.headers)).status_code == 200
     assert marks.cached(await family_key_of(ctx, other)) == b""
