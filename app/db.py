@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,18 @@ def placeholders(conn: BaseDBAsyncClient, n: int) -> list[str]:
     if conn.capabilities.dialect == "postgres":
         return [f"${i}" for i in range(1, n + 1)]
     return ["?"] * n
+
+
+def sql_for(conn: BaseDBAsyncClient, template: str, n: int) -> str:
+    """`template` with its `n` positional `{}` markers made parameters for the connection's
+    dialect; formatted once per dialect (hot paths run the same statements all day)."""
+    return _formatted(template, conn.capabilities.dialect, n)
+
+
+@lru_cache(maxsize=256)
+def _formatted(template: str, dialect: str, n: int) -> str:
+    marks = [f"${i}" for i in range(1, n + 1)] if dialect == "postgres" else ["?"] * n
+    return template.format(*marks)
 
 
 async def open_db(settings: Settings) -> TortoiseContext:

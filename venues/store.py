@@ -18,7 +18,7 @@ from tortoise.exceptions import OperationalError
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
-from app.db import placeholders
+from app.db import placeholders, sql_for
 from venues import policy as pol
 from venues.errors import ScanContended
 from venues.models import Admission, Entry, Presence, Reservation, Slot, Venue
@@ -98,7 +98,7 @@ async def bump_occupancy(venue_id: str, delta: int) -> int | None:
     """One conditional UPDATE ... RETURNING (SQLite and PostgreSQL both have it): the new
     occupancy, or None when the bound (capacity, or zero) would be passed."""
     client = Venue._meta.db
-    sql = _BUMP_SQL[1 if delta > 0 else -1].format(*placeholders(client, 3))
+    sql = sql_for(client, _BUMP_SQL[1 if delta > 0 else -1], 3)
     # execute_query_dict: the asyncpg client's execute_query drops RETURNING rows of UPDATEs.
     rows = await client.execute_query_dict(sql, [abs(delta), venue_id, abs(delta)])
     return int(rows[0]["occupancy"]) if rows else None
@@ -340,7 +340,7 @@ def _raced(exc: Exception) -> bool:
 
 async def _record_party_pg(client: Any, scan: PartyScan) -> list[RecordedScan] | None:
     entering = scan.direction == Direction.IN
-    sql = _PARTY_SQL[scan.direction].format(*placeholders(client, 17))
+    sql = sql_for(client, _PARTY_SQL[scan.direction], 17)
     members = scan.members
     args: list[Any] = [
         [m.subject_id for m in members],
