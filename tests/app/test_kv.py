@@ -438,3 +438,16 @@ async def test_no_free_connection_in_time_is_an_outage_and_a_release_wakes_a_wai
         assert await asyncio.wait_for(waiting, 1) is None
     finally:
         await store.close()
+
+
+async def test_a_command_larger_than_the_socket_buffer_is_written_whole() -> None:
+    # Most commands fit the socket buffer at once; this one waits for it to drain.
+    store = _small_store(max_connections=2, timeout_s=2.0)
+    key = store.keys.key("t", "big")
+    big = bytes(range(256)) * (32 * 1024)  # 8 MiB
+    try:
+        await store.set(key, big, ttl_ms=10_000)
+        assert await store.get(key) == big
+        assert await store.get(store.keys.key("t", "after")) is None  # the connection is sane
+    finally:
+        await store.close()
