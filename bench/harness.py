@@ -500,7 +500,8 @@ def lua_lines(
 ) -> str:
     """Per-request bodies read by wrk from a file (a Lua table literal of tens of thousands
     of requests is more than wrk takes): one body per line, sent in order, `{seq}` in a
-    body replaced by a number unique to this wrk process (e.g. for `scan_id`s)."""
+    body replaced by a number unique to this wrk process (e.g. for `scan_id`s). The
+    measured run starts after the bodies its warm-up sent; one wrk thread (`-t1`) only."""
     if not bodies or any("\n" in b for b in bodies):
         raise ValueError("lua_lines needs bodies of one line each")
     lines_path = work_dir / f"bodies-{os.getpid()}-{time.monotonic_ns()}.txt"
@@ -510,6 +511,7 @@ def lua_lines(
         f"{_lua_table(headers)}\n"
         "local bodies, i, run = {}, 0, ''\n"
         "function init(args)\n"
+        "  i = tonumber(args[1]) or 0  -- the bodies a warm-up sent already\n"
         f"  for line in io.lines({lua_string(str(lines_path))}) do bodies[#bodies + 1] = line end\n"
         "  local f = io.open('/proc/sys/kernel/random/uuid')\n"
         "  run = string.sub(f:read('*l'), 1, 8); f:close()\n"
@@ -579,11 +581,17 @@ def run_wrk(
         fh.write(script + _DONE_LUA)
         script_path = fh.name
     try:
+        # The measured run goes on where the warm-up stopped (`lua_lines` scripts): a
+        # body sent once, e.g. a fresh code's first scan, is not sent again.
+        sent = "0"
         if warmup_s > 0:
-            _wrk(wrk, url, script_path, warmup_s, connections, threads, timeout_s)
+            warm = _wrk(wrk, url, script_path, warmup_s, connections, threads, timeout_s)
+            done = next(ln for ln in warm.splitlines() if ln.startswith("WRK_RESULT "))
+            # Completed, plus what may have been in flight when the warm-up stopped.
+            sent = str(int(done.split()[1]) + connections)
         cpu_before = server.cpu_seconds() if server is not None else None
         probed_before = {name: probe() for name, probe in probes.items()}
-        out = _wrk(wrk, url, script_path, duration_s, connections, threads, timeout_s)
+        out = _wrk(wrk, url, script_path, duration_s, connections, threads, timeout_s, [sent])
         probed = {name: probe() - probed_before[name] for name, probe in probes.items()}
         cpu_after = server.cpu_seconds() if server is not None else None
     finally:
@@ -617,6 +625,7 @@ def _wrk(
     connections: int,
     threads: int,
     timeout_s: float,
+    script_args: Sequence[str] = (),
 ) -> str:
     argv = [
         *taskset(WRK_CPU),
@@ -629,6 +638,7 @@ def _wrk(
         "-s",
         script,
         url,
+        *(["--", *script_args] if script_args else []),
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60)
     if done.returncode != 0:
