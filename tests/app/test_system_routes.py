@@ -14,7 +14,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from tortoise.context import TortoiseContext, _current_context
 
 from app.clock import FrozenClock
@@ -24,7 +24,7 @@ from app.domains import load_domains
 from app.errors import DependencyUnavailable, NotFound
 from app.http import endpoint, json_response, read_json
 from app.kv import create_store
-from app.main import create_app
+from app.main import StaticPaths, create_app
 from app.routes import HEALTHY_BODY
 from app.settings import Settings
 from tests.conftest import Backend, free_port
@@ -322,3 +322,36 @@ def test_no_two_component_schemas_share_a_title(settings: Settings) -> None:
     titles = [schema.get("title", name) for name, schema in schemas.items()]
     assert len(titles) == len(set(titles))
     assert all(schema.get("title", name) == name for name, schema in schemas.items())
+
+
+def _router_choice(routes: list[BaseRoute], scope: dict[str, Any]) -> BaseRoute | None:
+    """The route Starlette's router takes: the first full match in table order."""
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route
+    return None
+
+
+def test_the_static_path_shortcut_takes_the_route_the_router_would() -> None:
+    router = create_app(Settings.from_env()).router
+    shortcut = StaticPaths(router)
+    assert {"/healthz", "/v1/gates/scan", "/v1/codes/me", "/v1/codes/verify"} <= set(
+        shortcut.by_path
+    )
+    checked = 0
+    for route in router.routes:
+        if not isinstance(route, Route):
+            continue
+        # Every path the table serves, with its parameters filled in, and every method.
+        path = re.sub(r"{[^}]+}", "x1", route.path)
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]:
+            scope = {"type": "http", "path": path, "method": method, "root_path": ""}
+            fast = next(
+                (r for r in shortcut.by_path.get(path, ()) if r.matches(scope)[0] is Match.FULL),
+                None,
+            )
+            if fast is not None:
+                assert fast is _router_choice(router.routes, scope), (method, path)
+                checked += 1
+    assert checked >= 50
