@@ -451,3 +451,17 @@ async def test_a_command_larger_than_the_socket_buffer_is_written_whole() -> Non
         assert await store.get(store.keys.key("t", "after")) is None  # the connection is sane
     finally:
         await store.close()
+
+
+async def test_a_script_runs_again_after_redis_forgot_its_scripts() -> None:
+    # A restarted Redis has no scripts loaded: the next call loads it and runs it once.
+    store = _small_store(max_connections=4, timeout_s=2.0)
+    key = store.keys.key("t", "cas")
+    try:
+        await store.set(key, "old")
+        assert await store.eval(SWAP_IF_EQUAL, [key], ["old", "mid", TTL_MS]) == 1
+        await store.client.script_flush()
+        assert await store.eval(SWAP_IF_EQUAL, [key], ["mid", "new", TTL_MS]) == 1
+        assert await store.get(key) == b"new"  # ran exactly once: "mid" became "new"
+    finally:
+        await store.close()
