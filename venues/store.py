@@ -199,8 +199,10 @@ v AS (
   FROM venues_venue WHERE id = {9}
 ),
 f AS (
-  SELECT p.*, COALESCE(pr.inside, FALSE) AS inside
-  FROM p LEFT JOIN venues_presence pr ON pr.venue_id = {9} AND pr.subject_id = p.subject_id
+  SELECT p.*, COALESCE((SELECT pr.inside FROM venues_presence pr
+                        WHERE pr.venue_id = {9} AND pr.subject_id = p.subject_id), FALSE)
+         AS inside
+  FROM p
 ),"""
 _ENTER_CTES = """
 h AS (SELECT planned AND (fixed OR NOT ({11} AND inside)) AS passes FROM f WHERE i = 1),
@@ -265,7 +267,7 @@ occ AS (
 claim AS (
   UPDATE venues_presence SET inside = FALSE, exited_at = {14}
   WHERE venue_id = {9} AND inside
-    AND subject_id IN (SELECT subject_id FROM s WHERE s.planned)
+    AND subject_id = ANY(ARRAY(SELECT subject_id FROM s WHERE s.planned))
     AND ((SELECT places FROM k) = 0 OR EXISTS (SELECT 1 FROM occ))
   RETURNING subject_id
 ),
