@@ -22,10 +22,12 @@ _STATE_KEY = "auth_principal"
 
 
 def bearer_token(conn: HTTPConnection) -> str | None:
-    header = conn.headers.get("authorization")
-    if not header:
+    # Straight from the ASGI headers (names arrive lower-cased): building Starlette's
+    # Headers view for this one lookup cost more than the rest of the token check.
+    raw: bytes | None = next((v for k, v in conn.scope["headers"] if k == b"authorization"), None)
+    if not raw:
         return None
-    scheme, _, token = header.partition(" ")
+    scheme, _, token = raw.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
