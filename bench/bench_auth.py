@@ -60,9 +60,10 @@ def run(opts: BenchOptions) -> Report:
         baseline="healthz",
         measured="residents/me",
         notes=[
-            "residents/me: ES256 verify (memoised per token), one key-value read (is the "
-            "login family revoked?), one database read (account joined with its subject), "
-            "one AES-GCM decrypt (the masked phone)",
+            "residents/me: ES256 verify (memoised per token), the login family's revocation "
+            "mark from the process's cache (a key-value read every 5 s while pub/sub is "
+            "live), one database read (account joined with its subject), one AES-GCM "
+            "decrypt (the masked phone)",
             "cpu us (server CPU per request) is the steadier figure on a shared machine",
         ],
     )
