@@ -54,6 +54,11 @@ const busy = new Set();
 
 const root = document.getElementById("root");
 
+// The daily statement is a UTC day (the API's definition); today's list is the local day.
+function todayUTC() {
+  return new Date().toISOString().slice(0, 10);
+}
+
 function todayLocal() {
   const now = new Date();
   const pad = (n) => String(n).padStart(2, "0");
@@ -198,10 +203,9 @@ function refundLine(line) {
 }
 
 async function refreshToday() {
-  const day = todayLocal();
   const [list, statement] = await Promise.all([
-    api.call("GET", `/v1/encounters?date=${day}`),
-    api.call("GET", `/v1/hospitals/me/statements?date=${day}`),
+    api.call("GET", `/v1/encounters?date=${todayLocal()}`),
+    api.call("GET", `/v1/hospitals/me/statements?date=${todayUTC()}`),
   ]);
   state.today = list.encounters;
   state.statement = statement;
@@ -410,7 +414,7 @@ function statementView() {
   return h(
     "section",
     { "aria-labelledby": "stmt-h", "data-testid": "statement" },
-    h("h2", { id: "stmt-h" }, `${t("statement.heading")} · ${s.date}`),
+    h("h2", { id: "stmt-h" }, `${t("statement.heading")} · ${s.date} UTC`),
     h(
       "dl",
       {},
