@@ -80,6 +80,32 @@ def personal_accumulated_account(subject_id: str) -> str:
 BUREAU_ACCOUNT_KINDS = (INSURANCE_FUND, "personal_current", "personal_accumulated")
 
 
+def _care_legs(
+    key: str,
+    *,
+    payer_id: str,
+    patient_id: str,
+    hospital_id: str,
+    insurance_fen: int,
+    self_pay_fen: int,
+    current_account_fen: int,
+    accumulated_account_fen: int,
+) -> dict[str, int]:
+    """The postings of billed care: the hospital is owed the total; of the bureau's part
+    (`insurance_fen`) the patient's personal accounts pay theirs and the fund the rest;
+    the resident who owes the bill (`payer_id`) owes the cash part."""
+    fund = insurance_fen - current_account_fen - accumulated_account_fen
+    if fund < 0 or current_account_fen < 0 or accumulated_account_fen < 0:
+        raise UnbalancedTransfer(f"{key}: the bureau's parts exceed what it pays")
+    return {
+        hospital_account(hospital_id): -(insurance_fen + self_pay_fen),
+        INSURANCE_FUND: fund,
+        personal_current_account(patient_id): current_account_fen,
+        personal_accumulated_account(patient_id): accumulated_account_fen,
+        resident_account(payer_id): self_pay_fen,
+    }
+
+
 def settlement(
     key: str,
     *,
@@ -92,20 +118,17 @@ def settlement(
 ) -> Transfer:
     """Care is billed: the hospital is owed the total, each payer owes its part. The
     bureau's part (`insurance_fen`) is the personal accounts' plus the fund's."""
-    fund = insurance_fen - current_account_fen - accumulated_account_fen
-    if fund < 0 or current_account_fen < 0 or accumulated_account_fen < 0:
-        raise UnbalancedTransfer(f"{key}: the bureau's parts exceed what it pays")
-    return transfer(
+    legs = _care_legs(
         key,
-        "settlement",
-        {
-            hospital_account(hospital_id): -(insurance_fen + self_pay_fen),
-            INSURANCE_FUND: fund,
-            personal_current_account(subject_id): current_account_fen,
-            personal_accumulated_account(subject_id): accumulated_account_fen,
-            resident_account(subject_id): self_pay_fen,
-        },
+        payer_id=subject_id,
+        patient_id=subject_id,
+        hospital_id=hospital_id,
+        insurance_fen=insurance_fen,
+        self_pay_fen=self_pay_fen,
+        current_account_fen=current_account_fen,
+        accumulated_account_fen=accumulated_account_fen,
     )
+    return transfer(key, "settlement", legs)
 
 
 def collection(key: str, *, subject_id: str, amount_fen: int) -> Transfer:
@@ -133,20 +156,17 @@ def refund(
     credited back to its own account, the cash part to the resident who owes the bill
     (`subject_id`: the payer, a guardian for a family bill; `patient_id` owns the personal
     accounts)."""
-    fund = insurance_fen - current_account_fen - accumulated_account_fen
-    if fund < 0 or current_account_fen < 0 or accumulated_account_fen < 0:
-        raise UnbalancedTransfer(f"{key}: the bureau's parts exceed what it pays back")
-    return transfer(
+    legs = _care_legs(
         key,
-        "refund",
-        {
-            hospital_account(hospital_id): insurance_fen + self_pay_fen,
-            INSURANCE_FUND: -fund,
-            personal_current_account(patient_id): -current_account_fen,
-            personal_accumulated_account(patient_id): -accumulated_account_fen,
-            resident_account(subject_id): -self_pay_fen,
-        },
+        payer_id=subject_id,
+        patient_id=patient_id,
+        hospital_id=hospital_id,
+        insurance_fen=insurance_fen,
+        self_pay_fen=self_pay_fen,
+        current_account_fen=current_account_fen,
+        accumulated_account_fen=accumulated_account_fen,
     )
+    return transfer(key, "refund", {account: -amount for account, amount in legs.items()})
 
 
 def payout(key: str, *, subject_id: str, amount_fen: int) -> Transfer:
