@@ -186,9 +186,11 @@ def unavailable_error(exc: BaseException) -> bool:
 
 def placeholders(conn: BaseDBAsyncClient, n: int) -> list[str]:
     """Parameter markers for hand-written SQL: `$1..$n` on PostgreSQL, `?` on SQLite."""
-    if conn.capabilities.dialect == "postgres":
-        return [f"${i}" for i in range(1, n + 1)]
-    return ["?"] * n
+    return _marks(conn.capabilities.dialect, n)
+
+
+def _marks(dialect: str, n: int) -> list[str]:
+    return [f"${i}" for i in range(1, n + 1)] if dialect == "postgres" else ["?"] * n
 
 
 def sql_for(conn: BaseDBAsyncClient, template: str, n: int) -> str:
@@ -199,8 +201,7 @@ def sql_for(conn: BaseDBAsyncClient, template: str, n: int) -> str:
 
 @lru_cache(maxsize=256)
 def _formatted(template: str, dialect: str, n: int) -> str:
-    marks = [f"${i}" for i in range(1, n + 1)] if dialect == "postgres" else ["?"] * n
-    return template.format(*marks)
+    return template.format(*_marks(dialect, n))
 
 
 async def open_db(settings: Settings) -> TortoiseContext:

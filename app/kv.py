@@ -345,6 +345,10 @@ class RedisStore:
                 **options,
             )
             self._client = aioredis.Redis.from_pool(self._pool)
+        # GET on one node goes the lean way (`_command`); made once, not per call.
+        self._get: Callable[[str], Awaitable[Any]] = (
+            self._client.get if self._pool is None else partial(self._command, "GET")
+        )
         # The cluster client learns the slot map before the first command it routes: sent
         # before that, a command goes to a random node, and the redirect it earns makes
         # the client reset connections that concurrent commands are still opening
@@ -411,8 +415,7 @@ class RedisStore:
             await self._pool.release(connection)
 
     async def get(self, key: str) -> bytes | None:
-        fn = self._client.get if self._pool is None else partial(self._command, "GET")
-        result: bytes | None = await self._call(fn, key, safe=True)
+        result: bytes | None = await self._call(self._get, key, safe=True)
         return result
 
     async def set(self, key: str, value: Value, ttl_ms: int | None = None) -> None:
