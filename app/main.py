@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -37,6 +38,10 @@ from app.worker import run_worker
 
 log = logging.getLogger("suishen")
 VERSION = "0.1.0"
+# Container allocations (net of frees) between young collections in a served process.
+# Python's 700 ran a collection every few requests; a request frees what it allocates,
+# so this many is reached only by what really piles up.
+GC_YOUNG_THRESHOLD = 20_000
 
 
 def prepare_keys(settings: Settings, clock: Clock) -> Keys:
@@ -84,11 +89,26 @@ async def _http_exception_handler(request: Request, exc: Exception) -> Response:
     return problem_response(problem, request_id_of(request.scope))
 
 
+def settle_heap() -> None:
+    """For a served process once it has started: what startup built (modules, models,
+    routes, keys) is moved out of the collector's sight, and young objects are collected
+    less often. Measured on `GET /v1/codes/me`: full collections walked that heap for
+    ~100 ms each every few thousand requests (a p99 spike), and the collector took about
+    30 µs per request in all; after this, about nothing."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def _lifespan(
-    settings: Settings, clock: Clock, kv: KeyValueStore | None, domains: list[Domain]
+    settings: Settings,
+    clock: Clock,
+    kv: KeyValueStore | None,
+    domains: list[Domain],
+    served: bool,
 ) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
     """Open the keys, the database and the store, start the domains and the embedded
-    worker; close them in reverse order."""
+    worker; close them in reverse order. A served process then settles its heap."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -113,6 +133,8 @@ def _lifespan(
             jobs = [job for d in domains for job in d.jobs]
             if settings.embedded_worker and jobs:
                 worker = asyncio.create_task(run_worker(ctx, jobs, stop), name="suishen-worker")
+            if served:
+                settle_heap()
             yield
         finally:
             stop.set()
@@ -190,7 +212,10 @@ def create_app(
     clock: Clock | None = None,
     kv: KeyValueStore | None = None,
     domains: list[Domain] | None = None,
+    served: bool = False,
 ) -> Starlette:
+    """The application; `served` is for the one app of a server process (the entry
+    points below), not for the many apps a test process builds."""
     clock = clock or SystemClock()
     domains = load_domains() if domains is None else domains
     metrics = Metrics()
@@ -211,7 +236,7 @@ def create_app(
             )
         ],
         exception_handlers=exception_handlers,
-        lifespan=_lifespan(settings, clock, kv, domains),
+        lifespan=_lifespan(settings, clock, kv, domains, served),
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -226,7 +251,7 @@ def create_app_from_env() -> Starlette:
 
     settings = Settings.from_env()
     configure_logging(settings.log_format, settings.log_level)
-    return create_app(settings)
+    return create_app(settings, served=True)
 
 
 def create_app_behind_proxy() -> Any:
