@@ -4,7 +4,7 @@ its answer once, and the resident's bills (reading them, paying one by hand).
 Provider calls never happen inside a transaction: a `Collection` row whose id is the
 provider's idempotency key is committed first, then the provider is called, then its
 answer is recorded; a crash in between is resumed by the worker (`payments.tasks`).
-A bill lock is never held while an account is locked, so PostgreSQL sees no lock cycle.
+A bill lock is never held while an account is so PostgreSQL sees no lock cycle.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from app.context import AppContext
+from app.db import sql_for
 from app.errors import NotFound
 from auth.api import Principal, subject_for_request
 from payments import ledger
@@ -33,7 +35,16 @@ from payments.states import (
     CollectionStatus,
     CollectionTrigger,
 )
-from payments.store import bill_event, emit, new_id, post_transfer
+from payments.store import (
+    bill_event,
+    by_id,
+    connection,
+    emit,
+    inserted,
+    loaded,
+    new_id,
+    post_transfer,
+)
 
 # A pending collection belongs to whoever last leased it; the holder renews the lease while
 # it waits for the provider. A crashed holder stops renewing, so the worker's resume job
@@ -118,19 +129,22 @@ async def record_collection(
     `bill_id` (a collection's bill never changes) spares reading the collection twice."""
     config = ctx.runtime(PaymentsRuntime).config
     now = ctx.clock.now()
+    outcome = CollectionStatus.SUCCEEDED if succeeded else CollectionStatus.DECLINED
+    outcome = COLLECTION.advance(CollectionStatus.PENDING, outcome)
     async with in_transaction():
+        conn = connection()
         if bill_id is None:
             bill_id = (await Collection.get(id=collection_id)).bill_id
-        # The bill's lock first, then the collection read under it (the lock order).
-        bill = await Bill.filter(id=bill_id).select_for_update().get()
-        collection = await Collection.get(id=collection_id)
-        if collection.status != CollectionStatus.PENDING:
-            return collection
-        outcome = CollectionStatus.SUCCEEDED if succeeded else CollectionStatus.DECLINED
-        collection.status = COLLECTION.advance(collection.status, outcome)
-        collection.reason = reason
-        collection.resolved_at = now
-        await collection.save(update_fields=["status", "reason", "resolved_at"])
+        # The bill's lock first, then the collection under it (the lock order).
+        bill = await by_id(Bill, bill_id, lock=True)
+        # Recorded once: only a pending collection moves, whoever records first.
+        rows = await conn.execute_query_dict(
+            sql_for(conn, _RESOLVE_SQL, 5),
+            [outcome.value, reason, now, collection_id, CollectionStatus.PENDING.value],
+        )
+        if not rows:
+            return await Collection.get(id=collection_id)
+        collection: Collection = loaded(Collection, rows[0])
         if collection.kind == CollectionKind.PAYOUT:
             if succeeded:
                 await _book_payout(bill, collection, now)
@@ -140,10 +154,23 @@ async def record_collection(
             await _book_collected(bill, collection, now)
         else:
             after_decline(bill, collection, config, now)
-        await bill.save(update_fields=["collected_fen", "status", "paid_at", "next_retry_at"])
+        await conn.execute_query(
+            sql_for(conn, _COLLECTED_SQL, 5),
+            [bill.collected_fen, str(bill.status), bill.paid_at, bill.next_retry_at, bill.id],
+        )
     if succeeded and was_overdue:
         await refresh_account_status(ctx, bill.subject_id)
     return collection
+
+
+_RESOLVE_SQL = (
+    "UPDATE payments_collections SET status = {}, reason = {}, resolved_at = {} "
+    "WHERE id = {} AND status = {} RETURNING *"
+)
+_COLLECTED_SQL = (
+    "UPDATE payments_bills SET collected_fen = {}, status = {}, paid_at = {}, "
+    "next_retry_at = {} WHERE id = {}"
+)
 
 
 async def _book_payout(bill: Bill, collection: Collection, now: datetime) -> None:
@@ -201,17 +228,20 @@ async def new_collection(
     now: datetime,
 ) -> Collection:
     """A pending collection (or payout) of the bill; its id is the provider's key."""
-    return await Collection.create(
-        id=new_id("col" if kind == CollectionKind.COLLECT else "pay"),
-        bill_id=bill.id,
-        kind=kind,
-        trigger=trigger,
-        amount_fen=amount_fen,
-        payment_method=payment_method,
-        status=CollectionStatus.PENDING,
-        created_at=now,
-        leased_until=now + LEASE,  # the creator calls the provider next
-    )
+    values: dict[str, Any] = {
+        "id": new_id("col" if kind == CollectionKind.COLLECT else "pay"),
+        "bill_id": bill.id,
+        "kind": kind.value,
+        "trigger": trigger.value,
+        "amount_fen": amount_fen,
+        "payment_method": payment_method,
+        "status": CollectionStatus.PENDING.value,
+        "reason": None,
+        "created_at": now,
+        "resolved_at": None,
+        "leased_until": now + LEASE,  # the creator calls the provider next
+    }
+    return await inserted(Collection, values)
 
 
 async def start_collection(

@@ -21,6 +21,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from app.context import AppContext
+from app.db import sql_for
 from app.errors import NotFound, RateLimited
 from auth.api import Principal, guardians_of, subject_profile
 from payments import invoice_signing as signing
@@ -39,6 +40,7 @@ from payments.models import (
     Refund,
 )
 from payments.states import EncounterStatus
+from payments.store import as_json, connection, loaded
 
 if TYPE_CHECKING:
     from payments.settlement import Booked
@@ -132,27 +134,33 @@ async def _issue(
     key = signing.hospital_key(signing.master_secret(ctx), hospital_id)
     patient_subject_id = parties.pop("patient_subject_id")
     payer_subject_id = parties.pop("payer_subject_id")
-    row = await Invoice.create(
-        issue_key=issue_key,
-        kind=kind,
-        code=f"{CODE_PREFIX}{issued_at:%y}",
-        check_code="",
-        bill_id=bill.id,
-        hospital_id=hospital_id,
-        subject_id=patient_subject_id,
-        payer_subject_id=payer_subject_id,
-        original_id=original.id if original else None,
-        total_fen=body["total_fen"],
-        content={},
-        kid=signing.kid_of(hospital_id),
-        signature="",
-        issued_at=issued_at,
-    )
+    values: dict[str, Any] = {
+        "issue_key": issue_key,
+        "kind": kind.value,
+        "code": f"{CODE_PREFIX}{issued_at:%y}",
+        "check_code": "",
+        "bill_id": bill.id,
+        "hospital_id": hospital_id,
+        "subject_id": patient_subject_id,
+        "payer_subject_id": payer_subject_id,
+        "original_id": original.id if original else None,
+        "total_fen": body["total_fen"],
+        "content": "{}",
+        "kid": signing.kid_of(hospital_id),
+        "signature": "",
+        "issued_at": issued_at,
+    }
+    # The number is the row's id, and the signed content holds the number: insert, then
+    # sign and fill in (hand-written: the ORM's create and save cost more than the SQL).
+    conn = connection()
+    sql = sql_for(conn, _INSERT_SQL, len(_COLUMNS))
+    inserted = await conn.execute_query_dict(sql, [values[c] for c in _COLUMNS])
+    values["id"] = int(inserted[0]["id"])
     content = {
         "type": "medical_outpatient_e_invoice",
         "kind": str(kind),
-        "code": row.code,
-        "number": number_of(row),
+        "code": values["code"],
+        "number": f"{values['id']:010d}",
         "issued_at": issued_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "bill_id": bill.id,
         **parties,
@@ -161,11 +169,39 @@ async def _issue(
         if original is None
         else {"code": original.code, "number": number_of(original)},
     }
-    row.content = content
-    row.signature = signing.sign(key, content)
-    row.check_code = signing.check_code(row.signature)
-    await row.save(update_fields=["content", "signature", "check_code"])
+    signature = signing.sign(key, content)
+    values.update(content=content, signature=signature, check_code=signing.check_code(signature))
+    await conn.execute_query(
+        sql_for(conn, _SIGNED_SQL, 4),
+        [as_json(content), signature, values["check_code"], values["id"]],
+    )
+    row: Invoice = loaded(Invoice, values)
     return row
+
+
+_COLUMNS = (
+    "issue_key",
+    "kind",
+    "code",
+    "check_code",
+    "bill_id",
+    "hospital_id",
+    "subject_id",
+    "payer_subject_id",
+    "original_id",
+    "total_fen",
+    "content",
+    "kid",
+    "signature",
+    "issued_at",
+)
+_INSERT_SQL = (
+    f"INSERT INTO payments_invoices ({', '.join(_COLUMNS)}) "  # noqa: S608 (constants)
+    f"VALUES ({', '.join(['{}'] * len(_COLUMNS))}) RETURNING id"
+)
+_SIGNED_SQL = (
+    "UPDATE payments_invoices SET content = {}, signature = {}, check_code = {} WHERE id = {}"
+)
 
 
 async def issue_for_bill(
@@ -207,10 +243,9 @@ async def issue_for_bill(
         "split": split_of(bill),
     }
     parties = await _parties(ctx, encounter, payer, hospital)
-    return await _store_once(
-        ctx,
-        f"bill:{bill.id}",
-        lambda: _issue(
+
+    async def make() -> Invoice:
+        return await _issue(
             ctx,
             issue_key=f"bill:{bill.id}",
             kind=InvoiceKind.BLUE,
@@ -218,8 +253,13 @@ async def issue_for_bill(
             parties=parties,
             body=body,
             issued_at=bill.created_at,
-        ),
-    )
+        )
+
+    if booked is not None:
+        # No race to lose (nobody else sees the bill before the booking commits), so no
+        # savepoint either.
+        return await make()
+    return await _store_once(ctx, f"bill:{bill.id}", make)
 
 
 async def _store_once(ctx: AppContext, issue_key: str, make: Any) -> Invoice:

@@ -61,14 +61,14 @@ def quote_out(quote: settlement.Quote) -> QuoteOut:
         segments=SegmentsOut(**parts, rule_version=split.rule_version),
         lines=[
             QuoteLineOut(
-                charge_id=charge.charge_id,
-                item_code=item.item_code,
-                insurance_class=item.insurance_class,
-                amount_fen=amount,
+                charge_id=billed.charge_id,
+                item_code=billed.item_code,
+                insurance_class=billed.insurance_class,
+                amount_fen=billed.amount_fen,
                 insurance_fen=share.insurance_fen,
                 self_pay_fen=share.self_pay_fen,
             )
-            for (charge, item, amount), share in zip(visit.billed, split.lines, strict=True)
+            for billed, share in zip(visit.billed, split.lines, strict=True)
         ],
     )
 

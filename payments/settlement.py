@@ -18,10 +18,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from tortoise.transactions import in_transaction
 
 from app.context import AppContext
+from app.db import sql_for
 from app.errors import NotFound
 from auth.api import Principal, subject_for_request
 from payments import ledger, segments
@@ -36,8 +38,6 @@ from payments.models import (
     Bill,
     BillLine,
     BureauSettlement,
-    Charge,
-    ChargeItem,
     Collection,
     CreditAccount,
     Encounter,
@@ -54,15 +54,40 @@ from payments.states import (
     SettlementMode,
     SettlementStatus,
 )
-from payments.store import bill_event, emit, new_id, post_transfer, settlement_event
+from payments.store import (
+    as_json,
+    bill_event,
+    by_id,
+    connection,
+    emit,
+    insert_rows,
+    inserted,
+    loaded,
+    new_id,
+    post_transfer,
+    settlement_event,
+)
 
-# A charge item as billed: its charge, the item, and its amount net of refunds before settlement.
-Billed = tuple[Charge, ChargeItem, int]
+
+@dataclass(frozen=True)
+class Billed:
+    """A charge item as billed: its charge, the item, its amount net of refunds made
+    before settlement."""
+
+    charge_ref: str  # Charge.id
+    charge_id: str  # the hospital's own charge_id
+    item_code: str
+    name: str
+    category: str
+    quantity: int
+    unit_price_fen: int
+    insurance_class: str
+    amount_fen: int
 
 
 @dataclass(frozen=True)
 class Booked:
-    """What the booking read and locked, handed to the hooks so they read none of it again."""
+    """What the booking read and handed to the hooks so they read none of it again."""
 
     encounter: Encounter
     payer: CreditAccount  # the account the encounter was on (a guardian's for a dependent)
@@ -107,11 +132,115 @@ async def settle_encounter(
     """Settle the encounter once; 503 `insurance_bureau_unavailable` leaves it to the worker."""
     now = ctx.clock.now()
     lease = ctx.runtime(PaymentsRuntime).config.bureau_retry_after
+    started = await _start_closing(hospital_id, encounter_id, closed_by, now, lease)
+    if started is not None:
+        record, encounter, hospital = started
+        return await finish_settlement(
+            ctx, record, encounter=encounter, hospital=hospital, leased=True
+        )
     begun = await _begin(hospital_id, encounter_id, closed_by, now, lease)
     if begun is None:
         return await Bill.get(encounter_id=encounter_id)
     record, encounter, fresh = begun
     return await finish_settlement(ctx, record, encounter=encounter, leased=fresh)
+
+
+# The common close: an open encounter of this hospital, not closing yet, is marked closing
+# and its pending settlement recorded, leased to this caller. PostgreSQL does both in one
+# statement (atomic without a transaction) and reads the hospital with them; no row means
+# the encounter is no such one, and `_begin` finds out what it is.
+_CLOSING_PG = """
+WITH e AS (
+  UPDATE payments_encounters SET closed_at = {0}, closed_by = {1}
+  WHERE id = {2} AND hospital_id = {3} AND status = {4} AND closed_at IS NULL
+  RETURNING *
+), s AS (
+  INSERT INTO payments_bureau_settlements (id, encounter_id, hospital_id, subject_id, status,
+                                           closed_by, attempts, next_attempt_at, created_at)
+  SELECT {5}, e.id, e.hospital_id, e.subject_id, {6}, {1}, 1, {7}, {0} FROM e
+)
+SELECT e.*, h.name AS h__name, h.created_at AS h__created_at, h.tier AS h__tier,
+       h.settlement_mode AS h__settlement_mode, h.batch_hour AS h__batch_hour
+FROM e JOIN payments_hospitals h ON h.id = e.hospital_id
+"""
+_CLOSING_SQL = (
+    "UPDATE payments_encounters SET closed_at = {}, closed_by = {} "
+    "WHERE id = {} AND hospital_id = {} AND status = {} AND closed_at IS NULL RETURNING *"
+)
+_HOSPITAL_PREFIX = "h__"
+
+
+async def _start_closing(
+    hospital_id: str, encounter_id: str, closed_by: ClosedBy, now: datetime, lease: timedelta
+) -> tuple[BureauSettlement, Encounter, Hospital | None] | None:
+    """The fast path of `_begin` for an encounter nobody has begun to close; None otherwise."""
+    key = settlement_key(encounter_id)
+    args = [now, closed_by.value, encounter_id, hospital_id, EncounterStatus.OPEN.value]
+    conn = connection()
+    hospital: Hospital | None = None
+    if conn.capabilities.dialect == "postgres":
+        pending = [key, BureauStatus.PENDING.value, now + lease]
+        rows = await conn.execute_query_dict(sql_for(conn, _CLOSING_PG, 8), args + pending)
+        if not rows:
+            return None
+        row = rows[0]
+        columns = {k: row.pop(k) for k in list(row) if k.startswith(_HOSPITAL_PREFIX)}
+        hospital_row = {k.removeprefix(_HOSPITAL_PREFIX): v for k, v in columns.items()}
+        hospital = loaded(Hospital, {"id": row["hospital_id"], **hospital_row})
+    else:
+        async with in_transaction():
+            conn = connection()
+            rows = await conn.execute_query_dict(sql_for(conn, _CLOSING_SQL, 5), args)
+            if not rows:
+                return None
+            row = rows[0]
+            await insert_rows(
+                conn,
+                "payments_bureau_settlements",
+                (
+                    "id",
+                    "encounter_id",
+                    "hospital_id",
+                    "subject_id",
+                    "status",
+                    "closed_by",
+                    "attempts",
+                    "next_attempt_at",
+                    "created_at",
+                ),
+                [
+                    (
+                        key,
+                        encounter_id,
+                        row["hospital_id"],
+                        row["subject_id"],
+                        BureauStatus.PENDING.value,
+                        closed_by.value,
+                        1,
+                        now + lease,
+                        now,
+                    )
+                ],
+            )
+    encounter: Encounter = loaded(Encounter, row)
+    record: BureauSettlement = loaded(
+        BureauSettlement,
+        {
+            "id": key,
+            "encounter_id": encounter_id,
+            "hospital_id": encounter.hospital_id,
+            "subject_id": encounter.subject_id,
+            "status": BureauStatus.PENDING.value,
+            "closed_by": closed_by.value,
+            "attempts": 1,
+            "reason": None,
+            "result": None,
+            "next_attempt_at": now + lease,
+            "created_at": now,
+            "resolved_at": None,
+        },
+    )
+    return record, encounter, hospital
 
 
 async def _begin(
@@ -161,12 +290,13 @@ class Visit:
 
     @property
     def claim(self) -> Claim:
-        lines = [segments.Line(amount, item.insurance_class) for _, item, amount in self.billed]  # type: ignore[arg-type]
+        lines = [segments.Line(b.amount_fen, b.insurance_class) for b in self.billed]  # type: ignore[arg-type]
         return Claim(lines=lines, tier=self.hospital.tier)
 
 
-async def load_visit(encounter: Encounter) -> Visit:
-    hospital = await Hospital.get(id=encounter.hospital_id)
+async def load_visit(encounter: Encounter, hospital: Hospital | None = None) -> Visit:
+    if hospital is None:
+        hospital = await Hospital.get(id=encounter.hospital_id)
     return Visit(encounter, hospital, await _billed_items(encounter.id))
 
 
@@ -206,6 +336,7 @@ async def finish_settlement(
     record: BureauSettlement,
     *,
     encounter: Encounter | None = None,
+    hospital: Hospital | None = None,
     leased: bool = False,
 ) -> Bill:
     """Ask the bureau under the record's key, then book its answer once."""
@@ -215,7 +346,7 @@ async def finish_settlement(
         encounter = await Encounter.get(id=record.encounter_id)
     if encounter.status != EncounterStatus.OPEN:
         return await Bill.get(encounter_id=encounter.id)
-    visit = await load_visit(encounter)
+    visit = await load_visit(encounter, hospital)
     if not leased:
         # The record's next attempt doubles as a lease: the worker leaves it alone meanwhile.
         await BureauSettlement.filter(id=record.id).update(
@@ -233,7 +364,8 @@ async def finish_settlement(
     bill, collection = await _book(ctx, record, visit, split)
     if collection is not None:
         await run_collection(ctx, collection)
-    return await Bill.get(id=bill.id)
+    # Read again: the collection moved it on (or someone else did meanwhile).
+    return await by_id(Bill, bill.id)
 
 
 async def _book(
@@ -241,20 +373,25 @@ async def _book(
 ) -> tuple[Bill, Collection | None]:
     config = ctx.runtime(PaymentsRuntime).config
     now = ctx.clock.now()
+    settled = ENCOUNTER.advance(EncounterStatus.OPEN, EncounterStatus.SETTLED)
     async with in_transaction():
-        account = (
-            await CreditAccount.filter(id=visit.encounter.account_id).select_for_update().get()
+        conn = connection()
+        account = await by_id(CreditAccount, visit.encounter.account_id, lock=True)
+        # The encounter's lock and its one move to settled in one statement: no row, and
+        # someone else booked it first.
+        rows = await conn.execute_query_dict(
+            sql_for(conn, _SETTLE_ENCOUNTER_SQL, 3),
+            [settled.value, visit.encounter.id, EncounterStatus.OPEN.value],
         )
-        encounter = await Encounter.filter(id=visit.encounter.id).select_for_update().get()
-        if encounter.status != EncounterStatus.OPEN:
-            return await Bill.get(encounter_id=encounter.id), None
+        if not rows:
+            return await Bill.get(encounter_id=visit.encounter.id), None
+        encounter: Encounter = loaded(Encounter, rows[0])
         batch_id = _batch_of(visit.hospital, config, now)
         bill, lines = await _create_bill(encounter, split, visit.billed, config, now, batch_id)
         collection = await _book_settlement(account, encounter, bill, split, now, batch_id)
-        encounter.status = ENCOUNTER.advance(encounter.status, EncounterStatus.SETTLED)
-        await encounter.save(update_fields=["status"])
-        await BureauSettlement.filter(id=record.id).update(
-            status=BureauStatus.SETTLED, result=split.to_json(), resolved_at=now, reason=None
+        await conn.execute_query(
+            sql_for(conn, _SETTLED_RECORD_SQL, 4),
+            [BureauStatus.SETTLED.value, as_json(split.to_json()), now, record.id],
         )
         await emit(
             encounter.hospital_id, "encounter.settled", settlement_event(encounter, bill), now
@@ -265,6 +402,15 @@ async def _book(
         for hook in on_settled:
             await hook(ctx, bill, booked)
     return bill, collection
+
+
+_SETTLE_ENCOUNTER_SQL = (
+    "UPDATE payments_encounters SET status = {} WHERE id = {} AND status = {} RETURNING *"
+)
+_SETTLED_RECORD_SQL = (
+    "UPDATE payments_bureau_settlements SET status = {}, result = {}, resolved_at = {}, "
+    "reason = NULL WHERE id = {}"
+)
 
 
 def _batch_of(hospital: Hospital, config: PaymentsConfig, now: datetime) -> str | None:
@@ -286,24 +432,40 @@ def batch_id(hospital_id: str, day: str) -> str:
     return f"batch:{hospital_id}:{day}"
 
 
+# Item ids grow with insertion, so the bill lists items in posting order.
+_BILLED_SQL = (
+    "SELECT c.id AS charge_ref, c.charge_id, c.refunded_fen, i.item_code, i.name, i.category, "
+    "i.quantity, i.unit_price_fen, i.insurance_class, i.amount_fen "
+    "FROM payments_charge_items i JOIN payments_charges c ON c.id = i.charge_id "
+    "WHERE c.encounter_id = {} ORDER BY i.id"
+)
+
+
 async def _billed_items(encounter_id: str) -> list[Billed]:
     """Every item of the encounter's charges, net of refunds made before settlement."""
-    # One query; item ids grow with insertion, so the bill lists items in posting order.
-    items = (
-        await ChargeItem.filter(charge__encounter_id=encounter_id)
-        .select_related("charge")
-        .order_by("id")
-    )
-    charges = {i.charge_id: i.charge for i in items}
-    by_charge: dict[str, list[ChargeItem]] = {}
-    for item in items:
-        by_charge.setdefault(item.charge_id, []).append(item)
+    conn = connection()
+    rows = await conn.execute_query_dict(sql_for(conn, _BILLED_SQL, 1), [encounter_id])
+    by_charge: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_charge.setdefault(row["charge_ref"], []).append(row)
     billed: list[Billed] = []
-    for charge_key, own in by_charge.items():
-        charge = charges[charge_key]
+    for own in by_charge.values():
         # Refunds made before settlement come off the charge's items in proportion.
-        cuts = allot(charge.refunded_fen, [i.amount_fen for i in own])
-        billed += [(charge, i, i.amount_fen - cut) for i, cut in zip(own, cuts, strict=True)]
+        cuts = allot(int(own[0]["refunded_fen"]), [int(r["amount_fen"]) for r in own])
+        billed += [
+            Billed(
+                charge_ref=r["charge_ref"],
+                charge_id=r["charge_id"],
+                item_code=r["item_code"],
+                name=r["name"],
+                category=r["category"],
+                quantity=int(r["quantity"]),
+                unit_price_fen=int(r["unit_price_fen"]),
+                insurance_class=r["insurance_class"],
+                amount_fen=int(r["amount_fen"]) - cut,
+            )
+            for r, cut in zip(own, cuts, strict=True)
+        ]
     return billed
 
 
@@ -320,49 +482,79 @@ async def _create_bill(
         status = BillStatus.PAID
     else:
         status = BillStatus.SCHEDULED if batch else BillStatus.COLLECTING
-    bill = await Bill.create(
-        id=new_id("bill"),
-        encounter_id=encounter.id,
-        hospital_id=encounter.hospital_id,
-        subject_id=encounter.subject_id,
-        total_fen=split.total_fen,
-        insurance_fen=split.insurance_fen,
-        self_pay_fen=split.cash_fen,
-        current_account_fen=split.current_account_fen,
-        self_segment_accumulated_fen=split.self_segment_accumulated_fen,
-        self_segment_cash_fen=split.self_segment_cash_fen,
-        fund_fen=split.fund_fen,
-        copay_accumulated_fen=split.copay_accumulated_fen,
-        copay_cash_fen=split.copay_cash_fen,
-        self_paid_items_fen=split.self_paid_items_fen,
-        rule_version=split.rule_version,
-        bureau_settlement_id=settlement_key(encounter.id),
-        batch_id=batch if owes else None,
-        status=status,
-        paid_at=None if owes else now,
-        due_at=now + config.overdue_after,
-        created_at=now,
-    )
+    values: dict[str, Any] = {
+        "id": new_id("bill"),
+        "encounter_id": encounter.id,
+        "hospital_id": encounter.hospital_id,
+        "subject_id": encounter.subject_id,
+        "total_fen": split.total_fen,
+        "insurance_fen": split.insurance_fen,
+        "self_pay_fen": split.cash_fen,
+        "current_account_fen": split.current_account_fen,
+        "self_segment_accumulated_fen": split.self_segment_accumulated_fen,
+        "self_segment_cash_fen": split.self_segment_cash_fen,
+        "fund_fen": split.fund_fen,
+        "copay_accumulated_fen": split.copay_accumulated_fen,
+        "copay_cash_fen": split.copay_cash_fen,
+        "self_paid_items_fen": split.self_paid_items_fen,
+        "rule_version": split.rule_version,
+        "bureau_settlement_id": settlement_key(encounter.id),
+        "batch_id": batch if owes else None,
+        "refunded_insurance_fen": 0,
+        "refunded_self_pay_fen": 0,
+        "collected_fen": 0,
+        "paid_out_fen": 0,
+        "status": status.value,
+        "retries": 0,
+        "next_retry_at": None,
+        "due_at": now + config.overdue_after,
+        "overdue_at": None,
+        "paid_at": None if owes else now,
+        "created_at": now,
+    }
+    bill = await inserted(Bill, values)
     lines = [
         BillLine(
             bill_id=bill.id,
-            charge_ref=charge.id,
-            hospital_charge_id=charge.charge_id,
+            charge_ref=b.charge_ref,
+            hospital_charge_id=b.charge_id,
             position=n,
-            item_code=item.item_code,
-            name=item.name,
-            category=item.category,
-            quantity=item.quantity,
-            unit_price_fen=item.unit_price_fen,
-            insurance_class=item.insurance_class,
-            amount_fen=amount,
+            item_code=b.item_code,
+            name=b.name,
+            category=b.category,
+            quantity=b.quantity,
+            unit_price_fen=b.unit_price_fen,
+            insurance_class=b.insurance_class,
+            amount_fen=b.amount_fen,
             insurance_fen=share.insurance_fen,
             self_pay_fen=share.self_pay_fen,
         )
-        for n, ((charge, item, amount), share) in enumerate(zip(billed, split.lines, strict=True))
+        for n, (b, share) in enumerate(zip(billed, split.lines, strict=True))
     ]
-    await BillLine.bulk_create(lines)
+    await insert_rows(
+        connection(),
+        "payments_bill_lines",
+        _LINE_COLUMNS,
+        [tuple(getattr(line, c) for c in _LINE_COLUMNS) for line in lines],
+    )
     return bill, lines
+
+
+_LINE_COLUMNS = (
+    "bill_id",
+    "charge_ref",
+    "hospital_charge_id",
+    "position",
+    "item_code",
+    "name",
+    "category",
+    "quantity",
+    "unit_price_fen",
+    "insurance_class",
+    "amount_fen",
+    "insurance_fen",
+    "self_pay_fen",
+)
 
 
 async def _book_settlement(

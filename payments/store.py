@@ -1,17 +1,31 @@
-"""The writes every payments change shares: ledger transfers, outbox events, new ids.
+"""The writes every payments change shares: ledger transfers, outbox events, new ids, and
+the hand-written multi-row INSERT the hot paths use instead of one ORM statement per row.
 
 Always called inside the caller's transaction, so a change, its ledger postings and its
-webhook events commit together or not at all. (The domain runs no raw SQL.)
+webhook events commit together or not at all. The SQL here runs on SQLite and PostgreSQL
+alike (`app.db` makes the parameter markers); the ORM's query building and model building
+cost more CPU than the database's work for these small rows (issue 11).
 """
 
 from __future__ import annotations
 
+import json
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, TypeVar
 
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import DoesNotExist
+from tortoise.models import Model
+
+from app.db import placeholders, sql_for
 from payments import ledger
-from payments.models import Bill, Encounter, LedgerEntry, LedgerTransfer, OutboxEvent
+from payments.models import Bill, Encounter, LedgerTransfer
+from payments.states import OutboxStatus
+
+M = TypeVar("M", bound=Model)
 
 
 def new_id(prefix: str) -> str:
@@ -30,33 +44,117 @@ async def post_transfer(
     """
     if not transfer.postings:
         return False
-    if not fresh and await LedgerTransfer.filter(key=transfer.key).exists():
+    conn = connection()
+    # A key posted before makes the INSERT add no row (one statement for check and write);
+    # `fresh` keys take no such pass, so a duplicate still fails loudly on the unique key.
+    sql = _TRANSFER_SQL.format(*placeholders(conn, 4), skip="" if fresh else _SKIP_POSTED)
+    rows = await conn.execute_query_dict(sql, [transfer.key, transfer.kind, hospital_id, now])
+    if not rows:
         return False
-    row = await LedgerTransfer.create(
-        key=transfer.key, kind=transfer.kind, hospital_id=hospital_id, created_at=now
-    )
-    await LedgerEntry.bulk_create(
-        [
-            LedgerEntry(
-                transfer_id=row.id, account=p.account, amount_fen=p.amount_fen, created_at=now
-            )
-            for p in transfer.postings
-        ]
+    transfer_id = rows[0]["id"]
+    await insert_rows(
+        conn,
+        "payments_ledger_entries",
+        ("transfer_id", "account", "amount_fen", "created_at"),
+        [(transfer_id, p.account, p.amount_fen, now) for p in transfer.postings],
     )
     return True
+
+
+_TRANSFER_SQL = (
+    "INSERT INTO payments_ledger_transfers (key, kind, hospital_id, created_at) "
+    "VALUES ({0}, {1}, {2}, {3}){skip} RETURNING id"
+)
+_SKIP_POSTED = " ON CONFLICT (key) DO NOTHING"
+
+
+def connection() -> BaseDBAsyncClient:
+    """The payments connection: the current transaction's when one is open."""
+    return LedgerTransfer._meta.db
+
+
+async def insert_rows(
+    conn: BaseDBAsyncClient, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """One multi-row INSERT (the ORM's bulk_create sends one statement per row on
+    PostgreSQL). Values go as the driver takes them: JSON as text, times as datetimes."""
+    if not rows:
+        return
+    columns = tuple(columns)
+    n = len(columns) * len(rows)
+    sql = sql_for(conn, _insert_template(table, columns, len(rows)), n)
+    await conn.execute_query(sql, [value for row in rows for value in row])
+
+
+async def inserted(model: type[M], values: dict[str, Any]) -> M:
+    """A new row of `model` from every column's value, and its instance (the ORM's create
+    without its per-call query building)."""
+    await insert_rows(connection(), model._meta.db_table, tuple(values), [tuple(values.values())])
+    row: M = loaded(model, values)
+    return row
+
+
+@lru_cache(maxsize=64)
+def _insert_template(table: str, columns: tuple[str, ...], n_rows: int) -> str:
+    # Table and columns are this module's callers' constants, never request data.
+    row = "(" + ", ".join(["{}"] * len(columns)) + ")"
+    names, values = ", ".join(columns), ", ".join([row] * n_rows)
+    return f"INSERT INTO {table} ({names}) VALUES {values}"  # noqa: S608
+
+
+async def by_id(model: type[M], row_id: str, *, lock: bool = False) -> M:
+    """The row of `model` with this id (`get(id=...)` without the ORM's query building),
+    with `lock` locked until the transaction ends (on PostgreSQL; SQLite runs one writer at
+    a time). DoesNotExist as `get` raises it."""
+    conn = connection()
+    sql = _by_id_sql(model._meta.db_table, lock and conn.capabilities.dialect == "postgres")
+    rows = await conn.execute_query_dict(sql_for(conn, sql, 1), [row_id])
+    if not rows:
+        raise DoesNotExist(model)
+    row: M = loaded(model, rows[0])
+    return row
+
+
+@lru_cache(maxsize=32)
+def _by_id_sql(table: str, for_update: bool) -> str:
+    lock = " FOR UPDATE" if for_update else ""
+    return f"SELECT * FROM {table} WHERE id = {{}}{lock}"  # noqa: S608 (a model's table)
+
+
+def as_json(value: Any) -> str:
+    """A JSON column's value for hand-written SQL (the text both databases parse)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def loaded(model: type[Model], row: dict[str, Any]) -> Any:
+    """A model instance from a hand-written SELECT of all its columns, converted as the
+    ORM converts what it reads (and known to be stored, so `save` updates it)."""
+    return model._init_from_db(**row)
 
 
 async def emit(hospital_id: str, event_type: str, data: dict[str, Any], now: datetime) -> None:
     """Write a webhook event to the outbox (inside the transaction of the change)."""
     event_id = new_id("evt")
-    await OutboxEvent.create(
-        id=event_id,
-        hospital_id=hospital_id,
-        type=event_type,
-        payload={"id": event_id, "type": event_type, "created_at": now.isoformat(), "data": data},
-        next_attempt_at=now,
-        created_at=now,
+    payload = {"id": event_id, "type": event_type, "created_at": now.isoformat(), "data": data}
+    await insert_rows(
+        connection(),
+        "payments_outbox",
+        _OUTBOX_COLUMNS,
+        [(event_id, hospital_id, event_type, as_json(payload), _PENDING, 0, now, now)],
     )
+
+
+_OUTBOX_COLUMNS = (
+    "id",
+    "hospital_id",
+    "type",
+    "payload",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+)
+_PENDING = OutboxStatus.PENDING.value
 
 
 def settlement_event(encounter: Encounter, bill: Bill) -> dict[str, Any]:
