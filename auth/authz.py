@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 
 from app.context import app_context
 from app.errors import Forbidden, Unauthorized
+from app.http import raw_header
 from auth import scopes as sc
 from auth.audit import audit
 from auth.principal import Principal
@@ -22,9 +23,7 @@ _STATE_KEY = "auth_principal"
 
 
 def bearer_token(conn: HTTPConnection) -> str | None:
-    # Straight from the ASGI headers (names arrive lower-cased): building Starlette's
-    # Headers view for this one lookup cost more than the rest of the token check.
-    raw: bytes | None = next((v for k, v in conn.scope["headers"] if k == b"authorization"), None)
+    raw = raw_header(conn.scope, b"authorization")
     if not raw:
         return None
     scheme, _, token = raw.decode("latin-1").partition(" ")

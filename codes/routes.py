@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from app.context import app_context
 from app.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
-from app.http import endpoint, json_response, read_json, read_query
+from app.http import endpoint, json_response, raw_header, read_json, read_query
 from app.pdf import pdf_response
 from auth.api import IdentityRequired, require
 from auth.api import scopes as sc
@@ -64,7 +64,7 @@ def _image_format(request: Request, asked: str | None) -> str:
     """`?format=` wins; otherwise the Accept header may ask for an image; JSON by default."""
     if asked is not None:
         return asked
-    accept = request.headers.get("accept", "")
+    accept = (raw_header(request.scope, b"accept") or b"").decode("latin-1")
     for name, media in IMAGE_TYPES.items():
         if media in accept:
             return name
