@@ -44,6 +44,8 @@ from payments.store import (
     loaded,
     new_id,
     post_transfer,
+    write,
+    writes_together,
 )
 
 # A pending collection belongs to whoever last leased it; the holder renews the lease while
@@ -150,14 +152,15 @@ async def record_collection(
                 await _book_payout(bill, collection, now)
             return collection
         was_overdue = bill.overdue_at is not None
-        if succeeded:
-            await _book_collected(bill, collection, now)
-        else:
-            after_decline(bill, collection, config, now)
-        await conn.execute_query(
-            sql_for(conn, _COLLECTED_SQL, 5),
-            [bill.collected_fen, str(bill.status), bill.paid_at, bill.next_retry_at, bill.id],
-        )
+        async with writes_together():
+            if succeeded:
+                await _book_collected(bill, collection, now)
+            else:
+                after_decline(bill, collection, config, now)
+            await write(
+                _COLLECTED_SQL,
+                [bill.collected_fen, str(bill.status), bill.paid_at, bill.next_retry_at, bill.id],
+            )
     if succeeded and was_overdue:
         await refresh_account_status(ctx, bill.subject_id)
     return collection

@@ -59,13 +59,15 @@ from payments.store import (
     bill_event,
     by_id,
     connection,
-    emit,
+    emit_all,
     insert_rows,
     inserted,
     loaded,
     new_id,
     post_transfer,
     settlement_event,
+    write,
+    writes_together,
 )
 
 
@@ -387,17 +389,18 @@ async def _book(
             return await Bill.get(encounter_id=visit.encounter.id), None
         encounter: Encounter = loaded(Encounter, rows[0])
         batch_id = _batch_of(visit.hospital, config, now)
-        bill, lines = await _create_bill(encounter, split, visit.billed, config, now, batch_id)
-        collection = await _book_settlement(account, encounter, bill, split, now, batch_id)
-        await conn.execute_query(
-            sql_for(conn, _SETTLED_RECORD_SQL, 4),
-            [BureauStatus.SETTLED.value, as_json(split.to_json()), now, record.id],
-        )
-        await emit(
-            encounter.hospital_id, "encounter.settled", settlement_event(encounter, bill), now
-        )
-        if bill.status == BillStatus.PAID:
-            await emit(encounter.hospital_id, "bill.paid", bill_event(bill), now)
+        # Bill, lines, ledger, collection, record and events: written, never read back here.
+        async with writes_together():
+            bill, lines = await _create_bill(encounter, split, visit.billed, config, now, batch_id)
+            collection = await _book_settlement(account, encounter, bill, split, now, batch_id)
+            await write(
+                _SETTLED_RECORD_SQL,
+                [BureauStatus.SETTLED.value, as_json(split.to_json()), now, record.id],
+            )
+            events = [("encounter.settled", settlement_event(encounter, bill))]
+            if bill.status == BillStatus.PAID:
+                events.append(("bill.paid", bill_event(bill)))
+            await emit_all(encounter.hospital_id, events, now)
         booked = Booked(encounter, account, visit.hospital, lines)
         for hook in on_settled:
             await hook(ctx, bill, booked)

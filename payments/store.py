@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -20,7 +23,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import DoesNotExist
 from tortoise.models import Model
 
-from app.db import placeholders, sql_for
+from app.db import sql_for
 from payments import ledger
 from payments.models import Bill, Encounter, LedgerTransfer
 from payments.states import OutboxStatus
@@ -45,10 +48,25 @@ async def post_transfer(
     if not transfer.postings:
         return False
     conn = connection()
+    head = [transfer.key, transfer.kind, hospital_id, now]
+    skip = "" if fresh else _SKIP_POSTED
     # A key posted before makes the INSERT add no row (one statement for check and write);
     # `fresh` keys take no such pass, so a duplicate still fails loudly on the unique key.
-    sql = _TRANSFER_SQL.format(*placeholders(conn, 4), skip="" if fresh else _SKIP_POSTED)
-    rows = await conn.execute_query_dict(sql, [transfer.key, transfer.kind, hospital_id, now])
+    if conn.capabilities.dialect == "postgres":
+        # The transfer and its entries in one statement, the entries taking its new id.
+        entries = _entries_template(len(transfer.postings))
+        legs = [v for p in transfer.postings for v in (p.account, p.amount_fen)]
+        parts = _together.get()
+        if parts is not None and fresh:
+            parts.append(_Part(_TRANSFER_SQL.replace("{skip}", skip), head))
+            parts.append(_Part(entries, legs, ref=len(parts) - 1))
+            return True
+        sql = f"WITH t AS ({_TRANSFER_SQL.replace('{skip}', skip)}) {entries} RETURNING 1"
+        marks = [f"${i}" for i in range(1, len(head) + len(legs) + 1)]
+        rows = await conn.execute_query_dict(sql.format(*marks, ref="t"), head + legs)
+        return bool(rows)
+    sql = sql_for(conn, _TRANSFER_SQL.replace("{skip}", skip), 4)
+    rows = await conn.execute_query_dict(sql, head)
     if not rows:
         return False
     transfer_id = rows[0]["id"]
@@ -63,9 +81,74 @@ async def post_transfer(
 
 _TRANSFER_SQL = (
     "INSERT INTO payments_ledger_transfers (key, kind, hospital_id, created_at) "
-    "VALUES ({0}, {1}, {2}, {3}){skip} RETURNING id"
+    "VALUES ({}, {}, {}, {}){skip} RETURNING id, created_at"
 )
 _SKIP_POSTED = " ON CONFLICT (key) DO NOTHING"
+
+
+@lru_cache(maxsize=16)
+def _entries_template(n: int) -> str:
+    """PostgreSQL: a transfer's `n` entries, taking its id from the statement named `ref`."""
+    values = ", ".join(["({}::text, {}::bigint)"] * n)
+    head = "INSERT INTO payments_ledger_entries (transfer_id, account, amount_fen, created_at) "
+    pick = "SELECT {ref}.id, v.account, v.amount_fen, {ref}.created_at FROM {ref}, "
+    return f"{head}{pick}(VALUES {values}) AS v(account, amount_fen)"
+
+
+# -- writes sent together ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Part:
+    body: str  # one INSERT or UPDATE, `{}` for its parameters, `{ref}` for the part it reads
+    args: list[Any]
+    ref: int | None = None
+
+
+_together: ContextVar[list[_Part] | None] = ContextVar("payments_writes_together", default=None)
+
+
+@asynccontextmanager
+async def writes_together() -> AsyncIterator[None]:
+    """Inside (and inside a transaction): the INSERTs and UPDATEs made through this module
+    whose answer nobody reads go to PostgreSQL as one statement when the block ends, a WITH
+    of data-modifying statements (one round trip instead of one per write; foreign keys are
+    checked at its end). Nothing inside may read what they write: that waits for the end.
+    SQLite runs each at once (no round trips to save in-process)."""
+    conn = connection()
+    if conn.capabilities.dialect != "postgres":
+        yield
+        return
+    parts: list[_Part] = []
+    token = _together.set(parts)
+    try:
+        yield
+    finally:
+        _together.reset(token)
+    if parts:
+        await _send_together(conn, parts)
+
+
+async def _send_together(conn: BaseDBAsyncClient, parts: list[_Part]) -> None:
+    bodies: list[str] = []
+    args: list[Any] = []
+    for n, part in enumerate(parts):
+        marks = [f"${i}" for i in range(len(args) + 1, len(args) + len(part.args) + 1)]
+        ref = f"w{part.ref}" if part.ref is not None else ""
+        bodies.append(f"w{n} AS ({part.body.format(*marks, ref=ref)})")
+        args += part.args
+    await conn.execute_query(f"WITH {', '.join(bodies)} SELECT 1", args)
+
+
+async def write(template: str, args: Sequence[Any]) -> None:
+    """One INSERT or UPDATE (`{}` marking its parameters) whose answer is not read: now, or
+    with the others when inside `writes_together`."""
+    parts = _together.get()
+    if parts is not None:
+        parts.append(_Part(template, list(args)))
+        return
+    conn = connection()
+    await conn.execute_query(sql_for(conn, template, len(args)), list(args))
 
 
 def connection() -> BaseDBAsyncClient:
@@ -80,10 +163,13 @@ async def insert_rows(
     PostgreSQL). Values go as the driver takes them: JSON as text, times as datetimes."""
     if not rows:
         return
-    columns = tuple(columns)
-    n = len(columns) * len(rows)
-    sql = sql_for(conn, _insert_template(table, columns, len(rows)), n)
-    await conn.execute_query(sql, [value for row in rows for value in row])
+    template = _insert_template(table, tuple(columns), len(rows))
+    values = [value for row in rows for value in row]
+    parts = _together.get()
+    if parts is not None:
+        parts.append(_Part(template, values))
+        return
+    await conn.execute_query(sql_for(conn, template, len(values)), values)
 
 
 async def inserted(model: type[M], values: dict[str, Any]) -> M:
@@ -134,14 +220,20 @@ def loaded(model: type[Model], row: dict[str, Any]) -> Any:
 
 async def emit(hospital_id: str, event_type: str, data: dict[str, Any], now: datetime) -> None:
     """Write a webhook event to the outbox (inside the transaction of the change)."""
-    event_id = new_id("evt")
-    payload = {"id": event_id, "type": event_type, "created_at": now.isoformat(), "data": data}
-    await insert_rows(
-        connection(),
-        "payments_outbox",
-        _OUTBOX_COLUMNS,
-        [(event_id, hospital_id, event_type, as_json(payload), _PENDING, 0, now, now)],
-    )
+    await emit_all(hospital_id, [(event_type, data)], now)
+
+
+async def emit_all(
+    hospital_id: str, events: Sequence[tuple[str, dict[str, Any]]], now: datetime
+) -> None:
+    """Write events to the outbox in one statement, in this order (their delivery order
+    among events due at the same moment)."""
+    rows = []
+    for event_type, data in events:
+        event_id = new_id("evt")
+        payload = {"id": event_id, "type": event_type, "created_at": now.isoformat(), "data": data}
+        rows.append((event_id, hospital_id, event_type, as_json(payload), _PENDING, 0, now, now))
+    await insert_rows(connection(), "payments_outbox", _OUTBOX_COLUMNS, rows)
 
 
 _OUTBOX_COLUMNS = (
