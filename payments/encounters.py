@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from tortoise.transactions import in_transaction
 
 from app.context import AppContext
+from app.db import sql_for
 from app.errors import IdempotencyKeyReused, NotFound
 from app.idempotency import canonical_hash
 from auth.api import Principal, subject_profile
@@ -34,7 +35,7 @@ from payments.hospitals import hospital_of
 from payments.insurance import InsuranceClass
 from payments.models import Bill, Charge, ChargeItem, CreditAccount, Encounter
 from payments.states import AccountStatus, EncounterStatus
-from payments.store import new_id
+from payments.store import connection, insert_rows, inserted, loaded, new_id, write, writes_together
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ async def post_charge(
     items: Sequence[ItemInput],
 ) -> ChargeResult:
     """Add a charge, extending the hold while credit remains; idempotent by `charge_id`."""
-    found = await find_encounter(hospital_of(principal), encounter_id)
+    hospital_id = hospital_of(principal)
     fingerprint = canonical_hash([vars(i) for i in items])
     amount = sum(i.amount_fen for i in items)
     config = ctx.runtime(PaymentsRuntime).config
@@ -197,10 +198,25 @@ async def post_charge(
             )
     now = ctx.clock.now()
     async with in_transaction():
-        account = await CreditAccount.filter(id=found.account_id).select_for_update().get()
-        encounter = await Encounter.filter(id=encounter_id).select_for_update().get()
-        existing = await Charge.get_or_none(encounter_id=encounter_id, charge_id=charge_id)
-        if existing is not None:
+        conn = connection()
+        postgres = conn.capabilities.dialect == "postgres"
+        # The account's lock, found through the encounter (another hospital's: 404).
+        rows = await conn.execute_query_dict(
+            sql_for(conn, _LOCK_ACCOUNT_PG if postgres else _LOCK_ACCOUNT_SQL, 2),
+            [encounter_id, hospital_id],
+        )
+        if not rows:
+            raise NotFound("no such encounter")
+        account: CreditAccount = loaded(CreditAccount, rows[0])
+        # Then the encounter's, with whether this charge_id was posted before.
+        rows = await conn.execute_query_dict(
+            sql_for(conn, _LOCK_ENCOUNTER_PG if postgres else _LOCK_ENCOUNTER_SQL, 2),
+            [charge_id, encounter_id],
+        )
+        posted_before = rows[0].pop("posted_charge") is not None
+        encounter: Encounter = loaded(Encounter, rows[0])
+        if posted_before:
+            existing = await Charge.get(encounter_id=encounter_id, charge_id=charge_id)
             if existing.request_hash != fingerprint:
                 raise IdempotencyKeyReused("this charge_id was used with other items")
             stored = await ChargeItem.filter(charge_id=existing.id).order_by("position")
@@ -215,18 +231,53 @@ async def post_charge(
             )
         await _extend_hold(account, encounter, amount)
         encounter.charged_fen += amount
-        await encounter.save(update_fields=["hold_fen", "charged_fen"])
-        charge = await Charge.create(
-            id=new_id("chg"),
-            encounter_id=encounter_id,
-            charge_id=charge_id,
-            amount_fen=amount,
-            request_hash=fingerprint,
-            created_at=now,
-        )
-        rows = [_item_row(charge, n, i) for n, i in enumerate(items)]
-        await ChargeItem.bulk_create(rows)
-        return ChargeResult(charge, rows, encounter, created=True)
+        async with writes_together():
+            await write(_CHARGED_SQL, [encounter.hold_fen, encounter.charged_fen, encounter.id])
+            charge: Charge = await inserted(
+                Charge,
+                {
+                    "id": new_id("chg"),
+                    "encounter_id": encounter_id,
+                    "charge_id": charge_id,
+                    "amount_fen": amount,
+                    "refunded_fen": 0,
+                    "request_hash": fingerprint,
+                    "created_at": now,
+                },
+            )
+            rows_in = [_item_row(charge, n, i) for n, i in enumerate(items)]
+            await insert_rows(
+                conn,
+                "payments_charge_items",
+                _ITEM_COLUMNS,
+                [tuple(getattr(r, c) for c in _ITEM_COLUMNS) for r in rows_in],
+            )
+        return ChargeResult(charge, rows_in, encounter, created=True)
+
+
+# Locks in the payments order: the account (found through the encounter), then the encounter.
+_LOCK_ACCOUNT_SQL = (
+    "SELECT * FROM payments_credit_accounts WHERE id = "
+    "(SELECT account_id FROM payments_encounters WHERE id = {} AND hospital_id = {})"
+)
+_LOCK_ACCOUNT_PG = _LOCK_ACCOUNT_SQL + " FOR UPDATE"
+_LOCK_ENCOUNTER_SQL = (
+    "SELECT e.*, (SELECT c.id FROM payments_charges c WHERE c.encounter_id = e.id "
+    "AND c.charge_id = {}) AS posted_charge FROM payments_encounters e WHERE e.id = {}"
+)
+_LOCK_ENCOUNTER_PG = _LOCK_ENCOUNTER_SQL + " FOR UPDATE"
+_CHARGED_SQL = "UPDATE payments_encounters SET hold_fen = {}, charged_fen = {} WHERE id = {}"
+_ITEM_COLUMNS = (
+    "charge_id",
+    "position",
+    "item_code",
+    "name",
+    "category",
+    "quantity",
+    "unit_price_fen",
+    "insurance_class",
+    "amount_fen",
+)
 
 
 async def _extend_hold(account: CreditAccount, encounter: Encounter, amount_fen: int) -> None:
