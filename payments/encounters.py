@@ -267,9 +267,8 @@ _LOCK_ENCOUNTER_SQL = (
 )
 _LOCK_ENCOUNTER_PG = _LOCK_ENCOUNTER_SQL + " FOR UPDATE"
 _CHARGED_SQL = "UPDATE payments_encounters SET hold_fen = {}, charged_fen = {} WHERE id = {}"
-_ITEM_COLUMNS = (
-    "charge_id",
-    "position",
+# What a charge item and a bill line both record of an item.
+ITEM_FIELDS = (
     "item_code",
     "name",
     "category",
@@ -278,6 +277,7 @@ _ITEM_COLUMNS = (
     "insurance_class",
     "amount_fen",
 )
+_ITEM_COLUMNS = ("charge_id", "position", *ITEM_FIELDS)
 
 
 async def _extend_hold(account: CreditAccount, encounter: Encounter, amount_fen: int) -> None:

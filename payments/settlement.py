@@ -30,7 +30,7 @@ from payments import ledger, segments
 from payments.bureau import BureauDown, BureauRefused, BureauTimeout, Claim
 from payments.collection import new_collection, run_collection
 from payments.config import PaymentsConfig, PaymentsRuntime
-from payments.encounters import find_encounter, visit_token
+from payments.encounters import ITEM_FIELDS, find_encounter, visit_token
 from payments.errors import BureauUnavailable, EncounterClosed, InsuranceRulesMissing
 from payments.hospitals import hospital_of
 from payments.insurance import allot
@@ -548,13 +548,7 @@ _LINE_COLUMNS = (
     "charge_ref",
     "hospital_charge_id",
     "position",
-    "item_code",
-    "name",
-    "category",
-    "quantity",
-    "unit_price_fen",
-    "insurance_class",
-    "amount_fen",
+    *ITEM_FIELDS,
     "insurance_fen",
     "self_pay_fen",
 )
