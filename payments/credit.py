@@ -17,6 +17,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from app.context import AppContext
+from app.db import sql_for
 from auth.api import Principal, subject_for_request
 from payments.config import PaymentsRuntime
 from payments.credit_bureau import Assessment, CreditRuntime, assess, inquire
@@ -24,7 +25,7 @@ from payments.errors import AlreadyEnrolled, NotEnrolled, PaymentMethodInvalid
 from payments.models import Bill, CreditAccount, CreditScore, Encounter
 from payments.provider import PaymentMethodRejected, PaymentProvider
 from payments.states import ACCOUNT, UNPAID_BILLS, AccountStatus, BillStatus, EncounterStatus
-from payments.store import new_id
+from payments.store import connection, loaded, new_id
 
 
 @dataclass(frozen=True)
@@ -35,18 +36,31 @@ class CreditUse:
 
 
 async def credit_use(account: CreditAccount) -> CreditUse:
-    holds = cast(
-        list[int],
-        await Encounter.filter(account_id=account.id, status=EncounterStatus.OPEN).values_list(
-            "hold_fen", flat=True
-        ),
+    """What uses the account's credit; read after its lock when a decision depends on it."""
+    conn = connection()
+    rows = await conn.execute_query_dict(
+        sql_for(conn, _USE_SQL, 3 + len(UNPAID_BILLS)),
+        [account.id, EncounterStatus.OPEN.value, account.subject_id, *_UNPAID],
     )
-    bills = await Bill.filter(subject_id=account.subject_id, status__in=UNPAID_BILLS)
+    # One row per unpaid bill (or one with no bill), each carrying the sum of the holds.
+    holds = int(rows[0].pop("holds_fen"))
+    bills: list[Bill] = [loaded(Bill, row) for row in rows if row["id"] is not None]
     return CreditUse(
-        holds_fen=sum(holds),
+        holds_fen=holds,
         unpaid_fen=sum(b.outstanding_fen for b in bills),
         overdue=any(b.status == BillStatus.OVERDUE for b in bills),
     )
+
+
+_UNPAID = [status.value for status in UNPAID_BILLS]
+# The holds of open encounters and the unpaid bills in one query.
+_HOLDS = (
+    "(SELECT COALESCE(SUM(hold_fen), 0) AS holds_fen "
+    "FROM payments_encounters WHERE account_id = {} AND status = {}) h"
+)
+_UNPAID_MARKS = ", ".join(["{}"] * len(UNPAID_BILLS))
+_BILLS = f"payments_bills b ON b.subject_id = {{}} AND b.status IN ({_UNPAID_MARKS})"
+_USE_SQL = f"SELECT h.holds_fen, b.* FROM {_HOLDS} LEFT JOIN {_BILLS}"  # noqa: S608 (markers)
 
 
 def available_fen(account: CreditAccount, use: CreditUse) -> int:

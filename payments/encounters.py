@@ -35,7 +35,16 @@ from payments.hospitals import hospital_of
 from payments.insurance import InsuranceClass
 from payments.models import Bill, Charge, ChargeItem, CreditAccount, Encounter
 from payments.states import AccountStatus, EncounterStatus
-from payments.store import connection, insert_rows, inserted, loaded, new_id, write, writes_together
+from payments.store import (
+    by_id,
+    connection,
+    insert_rows,
+    inserted,
+    loaded,
+    new_id,
+    write,
+    writes_together,
+)
 
 
 @dataclass(frozen=True)
@@ -66,15 +75,22 @@ async def open_encounter(
             extra={"reason": verification.reason},
         )
     subject_id = verification.subject_id
-    known = await paying_account(subject_id)  # their own credit, or a guardian's (family.py)
-    if known is None:
-        raise CreditUnavailable(
-            "the patient has not enrolled for credit", extra={"reason": "not_enrolled"}
-        )
     rt = ctx.runtime(PaymentsRuntime)
     now = ctx.clock.now()
     async with in_transaction():
-        account = await CreditAccount.filter(id=known.id).select_for_update().get()
+        conn = connection()
+        lock = _OWN_ACCOUNT_PG if conn.capabilities.dialect == "postgres" else _OWN_ACCOUNT_SQL
+        rows = await conn.execute_query_dict(sql_for(conn, lock, 1), [subject_id])
+        if rows:
+            account: CreditAccount = loaded(CreditAccount, rows[0])
+        else:
+            # No credit of their own: a guardian's (family.py), locked as their own would be.
+            known = await paying_account(subject_id)
+            if known is None:
+                raise CreditUnavailable(
+                    "the patient has not enrolled for credit", extra={"reason": "not_enrolled"}
+                )
+            account = await by_id(CreditAccount, known.id, lock=True)
         use = await credit_use(account)
         if account.status != AccountStatus.ACTIVE or use.overdue:
             raise CreditUnavailable(
@@ -85,16 +101,23 @@ async def open_encounter(
             raise CreditUnavailable("no credit left", extra={"reason": "no_credit_left"})
         encounter_id = new_id("enc")
         token = await _authorize(ctx, subject_id, encounter_id, hospital_id, insurance_voucher)
-        encounter = await Encounter.create(
-            id=encounter_id,
-            hospital_id=hospital_id,
-            subject_id=subject_id,
-            account_id=account.id,
-            department=department,
-            hold_fen=min(rt.config.initial_hold_fen, available),
-            opened_at=now,
-            ec_token=token.token if token else None,
-            ec_token_expires_at=token.expires_at if token else None,
+        encounter: Encounter = await inserted(
+            Encounter,
+            {
+                "id": encounter_id,
+                "hospital_id": hospital_id,
+                "subject_id": subject_id,
+                "account_id": account.id,
+                "department": department,
+                "status": EncounterStatus.OPEN.value,
+                "hold_fen": min(rt.config.initial_hold_fen, available),
+                "charged_fen": 0,
+                "opened_at": now,
+                "closed_at": None,
+                "closed_by": None,
+                "ec_token": token.token if token else None,
+                "ec_token_expires_at": token.expires_at if token else None,
+            },
         )
     return OpenedEncounter(encounter, verification.masked_name, verification.age_group)
 
@@ -255,6 +278,8 @@ async def post_charge(
         return ChargeResult(charge, rows_in, encounter, created=True)
 
 
+_OWN_ACCOUNT_SQL = "SELECT * FROM payments_credit_accounts WHERE subject_id = {}"
+_OWN_ACCOUNT_PG = _OWN_ACCOUNT_SQL + " FOR UPDATE"
 # Locks in the payments order: the account (found through the encounter), then the encounter.
 _LOCK_ACCOUNT_SQL = (
     "SELECT * FROM payments_credit_accounts WHERE id = "
