@@ -73,6 +73,15 @@ async def _keep_lease(ctx: AppContext, collection_id: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A collection after its answer was recorded, and its bill as this recording left it
+    (None when the answer is still unknown, or someone else recorded it first)."""
+
+    collection: Collection
+    bill: Bill | None = None
+
+
 async def run_collection(ctx: AppContext, collection: Collection) -> Collection:
     """Call the provider under the collection's key and record the answer. The caller holds
     the collection's lease (it created or claimed it); it is renewed while the call lasts.
@@ -81,6 +90,12 @@ async def run_collection(ctx: AppContext, collection: Collection) -> Collection:
     attempts; still unanswered, the collection is left to the worker, which asks again
     after `SUISHEN_COLLECTION_RESUME_SECONDS`.
     """
+    return (await collect(ctx, collection)).collection
+
+
+async def collect(ctx: AppContext, collection: Collection) -> Recorded:
+    """`run_collection`, answering the bill too (settlement reports it without reading it
+    again)."""
     rt = ctx.runtime(PaymentsRuntime)
     keeper = asyncio.ensure_future(_keep_lease(ctx, collection.id))
     try:
@@ -91,7 +106,7 @@ async def run_collection(ctx: AppContext, collection: Collection) -> Collection:
         await Collection.filter(id=collection.id, status=CollectionStatus.PENDING).update(
             leased_until=ctx.clock.now() + rt.config.resume_after
         )
-        return collection
+        return Recorded(collection)
     return await record_collection(
         ctx, collection.id, result.succeeded, result.reason, bill_id=collection.bill_id
     )
@@ -126,7 +141,7 @@ async def record_collection(
     reason: str | None,
     *,
     bill_id: str | None = None,
-) -> Collection:
+) -> Recorded:
     """Book the provider's answer once: whoever records first wins, later callers see it.
     `bill_id` (a collection's bill never changes) spares reading the collection twice."""
     config = ctx.runtime(PaymentsRuntime).config
@@ -145,12 +160,12 @@ async def record_collection(
             [outcome.value, reason, now, collection_id, CollectionStatus.PENDING.value],
         )
         if not rows:
-            return await Collection.get(id=collection_id)
+            return Recorded(await Collection.get(id=collection_id))
         collection: Collection = loaded(Collection, rows[0])
         if collection.kind == CollectionKind.PAYOUT:
             if succeeded:
                 await _book_payout(bill, collection, now)
-            return collection
+            return Recorded(collection, bill)
         was_overdue = bill.overdue_at is not None
         async with writes_together():
             if succeeded:
@@ -163,7 +178,7 @@ async def record_collection(
             )
     if succeeded and was_overdue:
         await refresh_account_status(ctx, bill.subject_id)
-    return collection
+    return Recorded(collection, bill)
 
 
 _RESOLVE_SQL = (

@@ -14,6 +14,7 @@ from typing import Protocol
 from tortoise.exceptions import IntegrityError
 
 from payments.models import SandboxOperation
+from payments.store import inserted
 
 SANDBOX_METHODS = {
     "pm_sandbox_ok": "succeeded",
@@ -88,13 +89,17 @@ class SandboxProvider:
         if kind == "payout" and outcome in ("card_declined", "insufficient_funds"):
             outcome = "succeeded"  # returning money to a card does not need funds on it
         try:
-            await SandboxOperation.create(
-                key=key,
-                kind=kind,
-                payment_method=payment_method,
-                amount_fen=amount_fen,
-                outcome=outcome,
-                created_at=now,
+            await inserted(
+                SandboxOperation,
+                {
+                    "key": key,
+                    "kind": kind,
+                    "payment_method": payment_method,
+                    "amount_fen": amount_fen,
+                    "outcome": outcome,
+                    "attempts": 1,
+                    "created_at": now,
+                },
             )
         except IntegrityError:
             existing = await SandboxOperation.get(key=key)

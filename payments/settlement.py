@@ -28,7 +28,7 @@ from app.errors import NotFound
 from auth.api import Principal, subject_for_request
 from payments import ledger, segments
 from payments.bureau import BureauDown, BureauRefused, BureauTimeout, Claim
-from payments.collection import new_collection, run_collection
+from payments.collection import collect, new_collection
 from payments.config import PaymentsConfig, PaymentsRuntime
 from payments.encounters import ITEM_FIELDS, find_encounter, visit_token
 from payments.errors import BureauUnavailable, EncounterClosed, InsuranceRulesMissing
@@ -364,9 +364,12 @@ async def finish_settlement(
             extra={"encounter_id": encounter.id},
         ) from None
     bill, collection = await _book(ctx, record, visit, split)
-    if collection is not None:
-        await run_collection(ctx, collection)
-    # Read again: the collection moved it on (or someone else did meanwhile).
+    if collection is None:
+        return bill
+    recorded = await collect(ctx, collection)
+    if recorded.bill is not None:
+        return recorded.bill
+    # Read again: the collection's answer is unknown, or someone else recorded it.
     return await by_id(Bill, bill.id)
 
 
