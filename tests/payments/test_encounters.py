@@ -137,6 +137,22 @@ async def test_charges_after_close_are_refused(client: httpx.AsyncClient, ctx: A
     assert_problem(late, 409, "encounter_closed")
 
 
+async def test_the_same_charge_posted_concurrently_is_charged_once(
+    client: httpx.AsyncClient, ctx: AppContext
+) -> None:
+    where = await hospital(client, ctx)
+    encounter = await open_encounter(client, where, await patient(client, ctx))
+    items = [item(1_000, "A", 2), item(500, "C")]
+    responses = await asyncio.gather(
+        *(charge(client, where, encounter["id"], items, charge_id="rx-1") for _ in range(6))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] * 5 + [201], statuses
+    assert {r.json()["amount_fen"] for r in responses} == {2_500}
+    got = await client.get(f"/v1/encounters/{encounter['id']}", headers=where.headers)
+    assert got.json()["charged_fen"] == 2_500
+
+
 async def test_concurrent_charges_never_exceed_the_hold_or_the_credit(
     client: httpx.AsyncClient, ctx: AppContext
 ) -> None:
