@@ -19,7 +19,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
@@ -245,7 +245,8 @@ class SandboxBureau:
         rules = segments.rules_for(now.date())
         for attempt in (1, 2):
             try:
-                row, result = await self._settle_once(key, person, claim, rules, now, read)
+                asked = _Asked(key, person, claim, rules, now)
+                row, result = await self._settle_once(asked, read)
                 read = None  # a second attempt reads afresh
                 break
             except IntegrityError:
@@ -264,19 +265,14 @@ class SandboxBureau:
         return result
 
     async def _settle_once(
-        self,
-        key: str,
-        person: str,
-        claim: Claim,
-        rules: segments.RuleSet,
-        now: datetime,
-        read: SandboxInsured | None = None,
+        self, asked: _Asked, read: SandboxInsured | None = None
     ) -> tuple[SandboxInsured, segments.Segments]:
         """`read`: the person's standing as just read, for the first optimistic try."""
+        key, person, claim, rules, now = asked
         conn = connection()
         if conn.capabilities.dialect == "postgres":
             for _ in range(OPTIMISTIC_TRIES):
-                settled = await self._settle_unlocked(conn, key, person, claim, rules, now, read)
+                settled = await self._settle_unlocked(conn, asked, read)
                 read = None
                 if settled is False:
                     continue
@@ -301,19 +297,13 @@ class SandboxBureau:
         return row, result
 
     async def _settle_unlocked(
-        self,
-        conn: BaseDBAsyncClient,
-        key: str,
-        person: str,
-        claim: Claim,
-        rules: segments.RuleSet,
-        now: datetime,
-        read: SandboxInsured | None = None,
+        self, conn: BaseDBAsyncClient, asked: _Asked, read: SandboxInsured | None = None
     ) -> tuple[SandboxInsured, segments.Segments] | Literal[False] | None:
         """PostgreSQL: read the standing, split, then store the new standing and the
         operation in one statement that holds only if the standing is still what was read
         (the split depends on nothing else). False when it changed meanwhile (try again),
         None when the person has no row. Three round trips instead of six, no transaction."""
+        key, person, claim, rules, now = asked
         row = read
         if row is None:
             rows = await conn.execute_query_dict(sql_for(conn, _INSURED_SQL, 1), [person])
@@ -425,6 +415,16 @@ class SandboxBureau:
         if done.kind != "reverse" or not same or (parts is not None and parts != before):
             raise BureauRefused("key_reused", f"key {done.key} was used for another operation")
         return before
+
+
+class _Asked(NamedTuple):
+    """A settlement asked of the sandbox: the key, whom for, what, under which rules, when."""
+
+    key: str
+    person: str
+    claim: Claim
+    rules: segments.RuleSet
+    now: datetime
 
 
 OPTIMISTIC_TRIES = 3
