@@ -101,10 +101,17 @@ def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def raw_header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of a header, straight from the ASGI scope (`name` lower-case, as
+    ASGI servers deliver names): on hot paths, building Starlette's Headers view for one
+    lookup costs more than the lookup."""
+    return next((value for key, value in scope["headers"] if key == name), None)
+
+
 async def read_json(request: Request, model: type[M]) -> M:
     """Parse and validate the JSON body. Bad media type, bad JSON and schema violations
     become their problem codes; the body-size limit is enforced by the middleware."""
-    content_type = request.headers.get("content-type", "")
+    content_type = (raw_header(request.scope, b"content-type") or b"").decode("latin-1")
     media = content_type.split(";", 1)[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType(f"expected application/json, got {media or 'no Content-Type'}")
@@ -149,13 +156,6 @@ def validate(model: type[M], data: Any) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed(_field_errors(exc)) from None
-
-
-def raw_header(scope: Scope, name: bytes) -> bytes | None:
-    """The first value of a header, straight from the ASGI scope (`name` lower-case, as
-    ASGI servers deliver names): on hot paths, building Starlette's Headers view for one
-    lookup costs more than the lookup."""
-    return next((value for key, value in scope["headers"] if key == name), None)
 
 
 def read_query(request: Request, model: type[M]) -> M:
