@@ -1,10 +1,12 @@
-"""The writes every payments change shares: ledger transfers, outbox events, new ids, and
-the hand-written multi-row INSERT the hot paths use instead of one ORM statement per row.
+"""The writes every payments change shares (ledger transfers, outbox events, new ids) and
+the hand-written SQL the hot paths use instead of the ORM: rows by id (`by_id`), multi-row
+INSERTs (`insert_rows`, `inserted`), and writes sent together (`writes_together`).
 
-Always called inside the caller's transaction, so a change, its ledger postings and its
-webhook events commit together or not at all. The SQL here runs on SQLite and PostgreSQL
-alike (`app.db` makes the parameter markers); the ORM's query building and model building
-cost more CPU than the database's work for these small rows (issue 11).
+Transfers and events are written inside the caller's transaction, so a change, its ledger
+postings and its webhook events commit together or not at all. The SQL here runs on SQLite
+and PostgreSQL alike (`app.db` makes the parameter markers); for these small rows the ORM's
+query and model building, and one round trip per statement, cost more CPU than the
+database's work (issue 11).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ async def post_transfer(
     Callers hold the lock of the object the key belongs to, so the existence check does
     not race; the unique key is the last line of defence. `fresh`: the caller's own state
     check under that lock already proves the key new (settlement, a collection's answer),
-    so the existence query is skipped.
+    so the INSERT is plain (a duplicate fails loudly) and may be sent with the writes
+    around it (`writes_together`).
     """
     if not transfer.postings:
         return False
@@ -61,9 +64,9 @@ async def post_transfer(
             parts.append(_Part(_TRANSFER_SQL.replace("{skip}", skip), head))
             parts.append(_Part(entries, legs, ref=len(parts) - 1))
             return True
-        sql = f"WITH t AS ({_TRANSFER_SQL.replace('{skip}', skip)}) {entries} RETURNING 1"
-        marks = [f"${i}" for i in range(1, len(head) + len(legs) + 1)]
-        rows = await conn.execute_query_dict(sql.format(*marks, ref="t"), head + legs)
+        transfer_sql = _TRANSFER_SQL.replace("{skip}", skip)
+        sql = f"WITH t AS ({transfer_sql}) {entries.replace('{ref}', 't')} RETURNING 1"
+        rows = await conn.execute_query_dict(sql_for(conn, sql, len(head) + len(legs)), head + legs)
         return bool(rows)
     sql = sql_for(conn, _TRANSFER_SQL.replace("{skip}", skip), 4)
     rows = await conn.execute_query_dict(sql, head)
