@@ -94,10 +94,18 @@ async def _issue(base_url: str, residents: Sequence[dict[str, str]], n: int) -> 
 
         async def one(i: int) -> str:
             # Setup, not measurement: a 503 (Redis past its timeout on a busy machine) is
-            # asked again.
-            for _ in range(5):
-                async with gate:
-                    response = await http.get("/v1/codes/me", headers=residents[i % len(residents)])
+            # asked again, and so is a GET on a kept-alive connection the server closed
+            # as it was sent (the server's keep-alive timeout met a stalled client).
+            for attempt in range(5):
+                try:
+                    async with gate:
+                        response = await http.get(
+                            "/v1/codes/me", headers=residents[i % len(residents)]
+                        )
+                except httpx.RemoteProtocolError:
+                    if attempt == 4:
+                        raise
+                    continue
                 if response.status_code != 503:
                     break
                 await asyncio.sleep(0.2)
